@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Team, User
+
+# The admin is for administrators only, not for every employee who can sign in.
+admin.site.has_permission = lambda request: request.user.is_active and request.user.is_superuser
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    fieldsets = (
+        *BaseUserAdmin.fieldsets,
+        (_("CIMS"), {"fields": ("language", "teams")}),
+    )
+    filter_horizontal = ("groups", "user_permissions", "teams")
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    search_fields = ["name"]

@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from cims import views
+
+admin.site.site_header = admin.site.site_title = "CIMS"
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="customers:list"), name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("accounts/", include("accounts.urls")),
+    path("customers/", include("customers.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "cims.errors.bad_request"
+handler403 = "cims.errors.permission_denied"
+handler404 = "cims.errors.page_not_found"
+handler500 = "cims.errors.server_error"

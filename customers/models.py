@@ -1,0 +1,800 @@
+import datetime
+import decimal
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.models.functions import Right
+from django.http import QueryDict
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from cims.ids import uuid7
+from customers import search
+
+
+class Source(models.TextChoices):
+    WEB_FORM = "web_form", _("Web form")
+    SURVEY = "survey", _("Survey")
+    STORE = "store", _("Store")
+    EXPO = "expo", _("Expo")
+    IMPORT = "import", _("Import")
+    API = "api", _("API")
+    REFERRAL = "referral", _("Referral")
+    SOCIAL = "social", _("Social media")
+    OTHER = "other", _("Other")
+
+
+class Status(models.TextChoices):
+    LEAD = "lead", _("Lead")
+    PROSPECT = "prospect", _("Prospect")
+    ACTIVE = "active", _("Active")
+    INACTIVE = "inactive", _("Inactive")
+    CHURNED = "churned", _("Churned")
+
+
+class Gender(models.TextChoices):
+    UNKNOWN = "", _("Not specified")
+    FEMALE = "female", _("Female")
+    MALE = "male", _("Male")
+    OTHER = "other", _("Other")
+
+
+class Channel(models.TextChoices):
+    WEBSITE = "website", _("Website")
+    APP = "app", _("Mobile app")
+    WECHAT = "wechat", _("WeChat")
+    PHONE = "phone", _("Phone")
+    EMAIL = "email", _("Email")
+    SMS = "sms", _("SMS")
+    STORE = "store", _("Store")
+    EXPO = "expo", _("Expo")
+    MARKETPLACE = "marketplace", _("Marketplace")
+    SOCIAL = "social", _("Social media")
+    OTHER = "other", _("Other")
+
+
+class Tag(models.Model):
+    """The vocabulary of tags, offered as suggestions; customers store tag names in an array."""
+
+    name = models.CharField(_("name"), max_length=50, unique=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
+
+    def __str__(self):
+        return self.name
+
+    @classmethod
+    def remember(cls, names):
+        cls.objects.bulk_create([cls(name=n) for n in set(names)], ignore_conflicts=True)
+
+
+class CustomField(models.Model):
+    """An administrator-defined attribute, stored in Customer.attributes under its key."""
+
+    class Type(models.TextChoices):
+        TEXT = "text", _("Text")
+        NUMBER = "number", _("Number")
+        DATE = "date", _("Date")
+        CHOICE = "choice", _("Choice")
+        MULTI_CHOICE = "multi_choice", _("Multiple choice")
+        BOOLEAN = "boolean", _("Yes/no")
+
+    key = models.SlugField(
+        _("key"),
+        max_length=50,
+        unique=True,
+        help_text=_("Stored name of the attribute: lower-case letters, digits and underscores."),
+    )
+    label = models.CharField(_("label"), max_length=100)
+    label_en = models.CharField(_("English label"), max_length=100, blank=True)
+    type = models.CharField(_("type"), max_length=20, choices=Type.choices, default=Type.TEXT)
+    choices = models.JSONField(
+        _("choices"),
+        default=list,
+        blank=True,
+        help_text=_('For choice fields: a JSON list of options, e.g. ["gold", "silver"].'),
+    )
+    required = models.BooleanField(_("required"), default=False)
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["position", "key"]
+        verbose_name = _("custom field")
+        verbose_name_plural = _("custom fields")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(key__regex=r"^[a-z][a-z0-9_]*$"), name="customfield_key_format"
+            ),
+        ]
+
+    def __str__(self):
+        return self.display_label
+
+    @property
+    def display_label(self):
+        from django.utils.translation import get_language
+
+        if self.label_en and (get_language() or "").startswith("en"):
+            return self.label_en
+        return self.label
+
+    def clean(self):
+        has_choices = self.type in (self.Type.CHOICE, self.Type.MULTI_CHOICE)
+        if has_choices and (
+            not isinstance(self.choices, list)
+            or not self.choices
+            or not all(isinstance(c, str) and c for c in self.choices)
+        ):
+            raise ValidationError({"choices": _("Give a list of at least one option.")})
+        if not has_choices and self.choices:
+            raise ValidationError({"choices": _("Only choice fields have options.")})
+
+    def to_json(self, value):
+        """The JSON-storable form of a cleaned form value; None means "not set"."""
+        if value in (None, "", []):
+            return None
+        if self.type == self.Type.NUMBER:
+            value = decimal.Decimal(value)
+            return int(value) if value == value.to_integral_value() else float(value)
+        if self.type == self.Type.DATE:
+            return value.isoformat()
+        if self.type == self.Type.MULTI_CHOICE:
+            return sorted(value)
+        return value
+
+    def validate_json(self, value):
+        """Check a stored value against this definition (imports and the API write JSON)."""
+        valid = {
+            self.Type.TEXT: lambda v: isinstance(v, str) and len(v) <= 500,
+            self.Type.NUMBER: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+            self.Type.DATE: _is_iso_date,
+            self.Type.CHOICE: lambda v: v in self.choices,
+            self.Type.MULTI_CHOICE: lambda v: isinstance(v, list)
+            and all(c in self.choices for c in v),
+            self.Type.BOOLEAN: lambda v: isinstance(v, bool),
+        }[self.type]
+        if not valid(value):
+            raise ValidationError(
+                _("%(value)s is not a valid value for %(field)s."),
+                params={"value": value, "field": self.display_label},
+            )
+
+
+def _is_iso_date(value):
+    try:
+        datetime.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class CustomerQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        from accounts.permissions import visible_customers
+
+        return visible_customers(user, self)
+
+    def search(self, text):
+        condition = search.search_q(text)
+        return self if condition is None else self.filter(condition)
+
+    def with_tags(self, tags):
+        return self.filter(tags__contains=list(tags))
+
+
+class Customer(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    display_name = models.CharField(_("name"), max_length=200)
+    family_name = models.CharField(_("family name"), max_length=100, blank=True)
+    given_name = models.CharField(_("given name"), max_length=100, blank=True)
+    gender = models.CharField(
+        _("gender"), max_length=10, choices=Gender.choices, blank=True, default=""
+    )
+    birthday = models.DateField(_("birthday"), null=True, blank=True)
+    email = models.EmailField(_("email"), max_length=254, blank=True)
+    phone = models.CharField(
+        _("mobile phone"), max_length=20, blank=True, help_text=_("Stored in E.164 form.")
+    )
+    company = models.CharField(_("company"), max_length=200, blank=True)
+    job_title = models.CharField(_("job title"), max_length=100, blank=True)
+
+    country = models.CharField(_("country or region"), max_length=2, blank=True, default="CN")
+    province = models.CharField(_("province"), max_length=50, blank=True)
+    city = models.CharField(_("city"), max_length=50, blank=True)
+    district = models.CharField(_("district"), max_length=50, blank=True)
+    street = models.CharField(_("street address"), max_length=200, blank=True)
+    postcode = models.CharField(_("postcode"), max_length=20, blank=True)
+
+    source = models.CharField(
+        _("source channel"), max_length=20, choices=Source.choices, default=Source.OTHER
+    )
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status.choices, default=Status.LEAD
+    )
+    tags = ArrayField(
+        models.CharField(max_length=50), verbose_name=_("tags"), default=list, blank=True
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="owned_customers",
+    )
+    team = models.ForeignKey(
+        "accounts.Team",
+        verbose_name=_("team"),
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="customers",
+    )
+    notes = models.TextField(_("notes"), blank=True)
+    attributes = models.JSONField(_("custom attributes"), default=dict, blank=True)
+
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("updated by"),
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+    )
+    # Incremented by every save; an edit form carries the version it was opened at.
+    version = models.PositiveIntegerField(default=1, editable=False)
+
+    name_pinyin = models.CharField(max_length=300, blank=True, editable=False)
+    search_text = models.TextField(blank=True, editable=False)
+    search_keys = ArrayField(
+        models.CharField(max_length=100), default=list, blank=True, editable=False
+    )
+
+    objects = CustomerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("customer")
+        verbose_name_plural = _("customers")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["email"], condition=~Q(email=""), name="customer_unique_email"
+            ),
+            models.UniqueConstraint(
+                fields=["phone"], condition=~Q(phone=""), name="customer_unique_phone"
+            ),
+            models.CheckConstraint(
+                condition=Q(email="") | Q(email=models.functions.Lower("email")),
+                name="customer_email_lower_case",
+            ),
+            models.CheckConstraint(
+                condition=Q(phone="") | Q(phone__regex=r"^\+[1-9][0-9]{6,14}$"),
+                name="customer_phone_e164",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=Status.values), name="customer_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(source__in=Source.values), name="customer_source_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(gender__in=Gender.values), name="customer_gender_valid"
+            ),
+        ]
+        indexes = [
+            # Keyset paging: one index per sort order, the id breaking ties.
+            models.Index(fields=["created_at", "id"], name="customer_created_idx"),
+            models.Index(fields=["updated_at", "id"], name="customer_updated_idx"),
+            models.Index(fields=["name_pinyin", "id"], name="customer_name_idx"),
+            models.Index(fields=["company", "id"], name="customer_company_idx"),
+            # The most common filters, each with the default sort behind it.
+            models.Index(fields=["status", "created_at", "id"], name="customer_status_idx"),
+            models.Index(fields=["source", "created_at", "id"], name="customer_source_idx"),
+            models.Index(fields=["owner", "created_at", "id"], name="customer_owner_idx"),
+            models.Index(fields=["team", "created_at", "id"], name="customer_team_idx"),
+            models.Index(fields=["province", "city"], name="customer_place_idx"),
+            models.Index(Right("phone", 4), name="customer_phone_last4_idx"),
+            GinIndex(fields=["tags"], name="customer_tags_idx"),
+            GinIndex(
+                OpClass("attributes", name="jsonb_path_ops"), name="customer_attributes_idx"
+            ),
+            GinIndex(fields=["search_keys"], name="customer_search_keys_idx"),
+            GinIndex(
+                OpClass("search_text", name="gin_trgm_ops"), name="customer_search_text_idx"
+            ),
+        ]
+
+    def __str__(self):
+        return self.display_name
+
+    def get_absolute_url(self):
+        return reverse("customers:detail", args=[self.pk])
+
+    def refresh_search_fields(self):
+        for field, value in search.search_fields(
+            display_name=self.display_name,
+            family_name=self.family_name,
+            given_name=self.given_name,
+            company=self.company,
+            email=self.email,
+        ).items():
+            setattr(self, field, value)
+
+    def save(self, *args, **kwargs):
+        self.refresh_search_fields()
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        if not self.display_name.strip():
+            self.display_name = self.name_from_parts(self.family_name, self.given_name)
+        self.validate_attributes()
+
+    @staticmethod
+    def name_from_parts(family_name, given_name):
+        """张 + 伟 -> 张伟; Smith + John -> John Smith."""
+        if (family_name + given_name).isascii():
+            return f"{given_name} {family_name}".strip()
+        return f"{family_name}{given_name}".strip()
+
+    def validate_attributes(self):
+        definitions = {f.key: f for f in CustomField.objects.filter(active=True)}
+        errors = []
+        for key, value in self.attributes.items():
+            if key not in definitions:
+                errors.append(ValidationError(_("Unknown attribute %(key)s."), params={"key": key}))
+            else:
+                try:
+                    definitions[key].validate_json(value)
+                except ValidationError as error:
+                    errors.append(error)
+        for key, definition in definitions.items():
+            if definition.required and self.attributes.get(key) in (None, "", []):
+                errors.append(
+                    ValidationError(
+                        _("%(field)s is required."), params={"field": definition.display_label}
+                    )
+                )
+        if errors:
+            raise ValidationError({"attributes": errors})
+
+    @transaction.atomic
+    def save_if_unchanged(self, *, expected_version, user):
+        """Save unless someone else saved since `expected_version` was read.
+
+        Returns False (and saves nothing) when the stored version has moved on, so the later of
+        two concurrent edits is refused instead of silently overwriting the first.
+        """
+        current = (
+            Customer.objects.select_for_update().filter(pk=self.pk).values_list("version", flat=True)
+        )
+        if not current or current[0] != expected_version:
+            return False
+        self.version = expected_version + 1
+        self.updated_by = user
+        self.updated_at = timezone.now()
+        self.save()
+        Tag.remember(self.tags)
+        return True
+
+    def order_summary(self):
+        """Number of orders, first and last purchase, and total spent per currency."""
+        orders = self.orders.all()
+        summary = orders.aggregate(
+            count=Count("id"), first=Min("ordered_at"), last=Max("ordered_at")
+        )
+        summary["totals"] = list(
+            orders.values("currency").annotate(total=Sum("amount")).order_by("-total")
+        )
+        return summary
+
+    def current_consents(self):
+        """The latest consent record for each purpose."""
+        return (
+            self.consents.order_by("purpose", "-recorded_at")
+            .distinct("purpose")
+            .select_related("recorded_by")
+        )
+
+    def timeline(self, *, before=None, limit=20):
+        """Interactions and orders, newest first: up to `limit` entries older than `before`.
+
+        `before` is a (time, id) pair from the last entry of the previous page. Returns the
+        entries and whether more exist.
+        """
+        interactions = self.interactions.select_related("created_by")
+        orders = self.orders.all()
+        if before is not None:
+            interactions = interactions.filter(_before(before, "occurred_at"))
+            orders = orders.filter(_before(before, "ordered_at"))
+        entries = [
+            *interactions.order_by("-occurred_at", "-id")[: limit + 1],
+            *orders.order_by("-ordered_at", "-id")[: limit + 1],
+        ]
+        entries.sort(key=lambda e: (e.occurred, e.id), reverse=True)
+        return entries[:limit], len(entries) > limit
+
+
+def _before(cursor, field):
+    moment, pk = cursor
+    return Q(**{f"{field}__lt": moment}) | Q(**{field: moment, "id__lt": pk})
+
+
+class InteractionKind(models.TextChoices):
+    VISIT = "visit", _("Visit")
+    CALL = "call", _("Call")
+    EMAIL = "email", _("Email")
+    MEETING = "meeting", _("Meeting")
+    INQUIRY = "inquiry", _("Inquiry")
+    COMPLAINT = "complaint", _("Complaint")
+    FORM = "form_submission", _("Form submission")
+    SOCIAL = "social", _("Social media")
+
+
+class Interaction(models.Model):
+    """Something that happened between the company and a customer.
+
+    A leaf table that will grow to hundreds of millions of rows and be partitioned by month:
+    nothing may reference it by foreign key.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    customer = models.ForeignKey(
+        Customer,
+        verbose_name=_("customer"),
+        on_delete=models.DB_CASCADE,
+        related_name="interactions",
+        db_index=False,
+    )
+    Kind = InteractionKind
+
+    kind = models.CharField(_("kind"), max_length=20, choices=InteractionKind.choices)
+    channel = models.CharField(
+        _("channel"), max_length=20, choices=Channel.choices, default=Channel.OTHER
+    )
+    occurred_at = models.DateTimeField(_("time"), default=timezone.now)
+    summary = models.CharField(_("summary"), max_length=500)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("recorded by"),
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name = _("interaction")
+        verbose_name_plural = _("interactions")
+        indexes = [
+            models.Index(
+                fields=["customer", "-occurred_at", "-id"], name="interaction_customer_idx"
+            ),
+            models.Index(fields=["occurred_at"], name="interaction_time_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=InteractionKind.values), name="interaction_kind_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return self.summary
+
+    @property
+    def occurred(self):
+        return self.occurred_at
+
+
+class Order(models.Model):
+    """A purchase. Lines live inside the row (JSON) so the table stays a partitionable leaf."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    customer = models.ForeignKey(
+        Customer,
+        verbose_name=_("customer"),
+        on_delete=models.DB_CASCADE,
+        related_name="orders",
+        db_index=False,
+    )
+    source_system = models.CharField(
+        _("source system"),
+        max_length=50,
+        default="cims",
+        help_text=_("The system the order number comes from, e.g. an online shop or an ERP."),
+    )
+    external_id = models.CharField(_("order number"), max_length=100)
+    ordered_at = models.DateTimeField(_("order time"), default=timezone.now)
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    channel = models.CharField(
+        _("channel"), max_length=20, choices=Channel.choices, default=Channel.STORE
+    )
+    lines = models.JSONField(
+        _("order lines"),
+        default=list,
+        blank=True,
+        help_text=_("A list of {product, quantity, unit_price}."),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-ordered_at", "-id"]
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_system", "external_id"], name="order_unique_external_id"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="order_amount_not_negative"),
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[A-Z]{3}$"), name="order_currency_iso"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "-ordered_at", "-id"], name="order_customer_idx"),
+            models.Index(fields=["ordered_at"], name="order_time_idx"),
+        ]
+
+    def __str__(self):
+        return self.external_id
+
+    @property
+    def occurred(self):
+        return self.ordered_at
+
+    @staticmethod
+    def total_of(lines):
+        return sum(
+            (decimal.Decimal(str(line["quantity"])) * decimal.Decimal(str(line["unit_price"]))
+             for line in lines),
+            decimal.Decimal("0"),
+        ).quantize(decimal.Decimal("0.01"))
+
+
+class ConsentPurpose(models.TextChoices):
+    MARKETING_EMAIL = "marketing_email", _("Marketing email")
+    SMS = "sms", _("SMS")
+    PHONE = "phone", _("Phone calls")
+    DATA_PROCESSING = "data_processing", _("Data processing")
+
+
+class Consent(models.Model):
+    """One grant or withdrawal of consent; a customer's current state is the latest per purpose."""
+
+    Purpose = ConsentPurpose
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    customer = models.ForeignKey(
+        Customer,
+        verbose_name=_("customer"),
+        on_delete=models.DB_CASCADE,
+        related_name="consents",
+        db_index=False,
+    )
+    purpose = models.CharField(_("purpose"), max_length=30, choices=ConsentPurpose.choices)
+    granted = models.BooleanField(_("granted"))
+    recorded_at = models.DateTimeField(_("when"), default=timezone.now)
+    source = models.CharField(
+        _("source"), max_length=20, choices=Source.choices, default=Source.OTHER
+    )
+    wording = models.TextField(_("wording shown"), blank=True)
+    wording_version = models.CharField(_("wording version"), max_length=50, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("recorded by"),
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-recorded_at"]
+        verbose_name = _("consent")
+        verbose_name_plural = _("consents")
+        indexes = [
+            models.Index(
+                fields=["customer", "purpose", "-recorded_at"], name="consent_customer_idx"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(purpose__in=ConsentPurpose.values), name="consent_purpose_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_purpose_display()}: {self.granted}"
+
+
+class SavedView(models.Model):
+    """A user's named search, filters and sort of the customer list."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.DB_CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    query = models.TextField(_("query"), blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("saved view")
+        verbose_name_plural = _("saved views")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="savedview_unique_name"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("customers:list") + (f"?{self.query}" if self.query else "")
+
+
+class BulkAction(models.Model):
+    """A change applied to many customers at once, with its progress."""
+
+    class Action(models.TextChoices):
+        ADD_TAGS = "add_tags", _("Add tags")
+        REMOVE_TAGS = "remove_tags", _("Remove tags")
+        ASSIGN_OWNER = "assign_owner", _("Assign owner")
+        SET_STATUS = "set_status", _("Change status")
+        DELETE = "delete", _("Delete")
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Waiting")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.DB_CASCADE, related_name="bulk_actions"
+    )
+    action = models.CharField(_("action"), max_length=20, choices=Action.choices)
+    params = models.JSONField(default=dict, blank=True)
+    # Either the chosen customers or the list query whose matches are changed.
+    customer_ids = ArrayField(models.UUIDField(), null=True, blank=True)
+    query = models.TextField(blank=True)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    # Keyset position of the last finished batch, so a retried task resumes where it stopped.
+    last_id = models.UUIDField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("bulk action")
+        verbose_name_plural = _("bulk actions")
+
+    def __str__(self):
+        return f"{self.get_action_display()} ({self.total})"
+
+    def get_absolute_url(self):
+        return reverse("customers:bulk_progress", args=[self.pk])
+
+    @property
+    def percent(self):
+        return 100 if not self.total else min(100, round(100 * self.processed / self.total))
+
+    @property
+    def finished(self):
+        return self.state in (self.State.DONE, self.State.FAILED)
+
+    def describe(self):
+        """What this action does, for confirmations and messages."""
+        if self.action in (self.Action.ADD_TAGS, self.Action.REMOVE_TAGS):
+            return f"{self.get_action_display()}: {', '.join(self.params.get('tags', []))}"
+        if self.action == self.Action.SET_STATUS:
+            return f"{self.get_action_display()}: {Status(self.params['status']).label}"
+        return str(self.get_action_display())
+
+    def targets(self):
+        """The customers this action changes, as the user who asked may change them now."""
+        from accounts.permissions import changeable_customers
+        from customers.filters import CustomerFilter
+
+        customers = changeable_customers(self.user)
+        if self.customer_ids is not None:
+            return customers.filter(pk__in=self.customer_ids)
+        filterset = CustomerFilter(QueryDict(self.query), queryset=customers)
+        return filterset.qs if filterset.is_valid() else customers.none()
+
+    def run(self, *, batch_size=1000):
+        """Apply the action in batches by primary key, recording progress after each.
+
+        Each batch commits with its progress, so a run that is interrupted and started again
+        continues after the last finished batch instead of starting over.
+        """
+        BulkAction.objects.filter(pk=self.pk).update(state=self.State.RUNNING)
+        targets = self.targets().order_by("pk")
+        while True:
+            batch = targets.filter(pk__gt=self.last_id) if self.last_id else targets
+            ids = list(batch.values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                break
+            with transaction.atomic():
+                self.changed += self.apply_to(ids)
+                self.processed += len(ids)
+                self.last_id = ids[-1]
+                self.save(update_fields=["changed", "processed", "last_id"])
+        self.state, self.finished_at = self.State.DONE, timezone.now()
+        self.processed = max(self.processed, self.total)
+        self.save(update_fields=["state", "finished_at", "processed"])
+
+    def fail(self, error):
+        BulkAction.objects.filter(pk=self.pk).update(
+            state=self.State.FAILED, error=str(error)[:1000], finished_at=timezone.now()
+        )
+
+    def apply_to(self, ids):
+        """Apply the action to the given customers in one statement; return how many changed."""
+        targets = Customer.objects.filter(pk__in=ids)
+        if self.action == self.Action.DELETE:
+            _total, by_model = targets.delete()
+            return by_model.get(Customer._meta.label, 0)
+        stamp = {"version": F("version") + 1, "updated_at": timezone.now(), "updated_by": self.user}
+        if self.action == self.Action.ADD_TAGS:
+            tags = self.params["tags"]
+            Tag.remember(tags)
+            changed = 0
+            # One statement per tag keeps each customer's tag order and never adds a duplicate.
+            for tag in tags:
+                changed += targets.exclude(tags__contains=[tag]).update(
+                    tags=ArrayAppend(F("tags"), models.Value(tag)), **stamp
+                )
+            return changed
+        if self.action == self.Action.REMOVE_TAGS:
+            column = F("tags")
+            for tag in self.params["tags"]:
+                column = ArrayRemove(column, models.Value(tag))
+            return targets.filter(tags__overlap=self.params["tags"]).update(tags=column, **stamp)
+        if self.action == self.Action.ASSIGN_OWNER:
+            owner = self.params.get("owner")
+            return targets.exclude(owner_id=owner).update(owner_id=owner, **stamp)
+        if self.action == self.Action.SET_STATUS:
+            status = self.params["status"]
+            return targets.exclude(status=status).update(status=status, **stamp)
+        raise ValueError(f"Unknown bulk action {self.action}")
+
+
+class ArrayAppend(models.Func):
+    function = "array_append"
+    output_field = ArrayField(models.CharField(max_length=50))
+
+
+class ArrayRemove(models.Func):
+    function = "array_remove"
+    output_field = ArrayField(models.CharField(max_length=50))

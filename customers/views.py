@@ -1,0 +1,386 @@
+import uuid
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import BadRequest, PermissionDenied
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.permissions import (
+    can,
+    can_create_customer,
+    changeable_customers,
+    get_customer_for,
+    visible_customers,
+)
+from cims.paging import BadCursor, count_matches, keyset_page
+from customers import places
+from customers.filters import DEFAULT_PAGE_SIZE, DEFAULT_SORT, PAGE_SIZES, SORTS, CustomerFilter
+from customers.forms import (
+    BulkActionForm,
+    ConsentForm,
+    CustomerForm,
+    InteractionForm,
+    OrderForm,
+    OrderLineFormSet,
+    SavedViewForm,
+)
+from customers.models import BulkAction, Customer, CustomField, SavedView, Tag
+from customers.search import normalize_phone
+from customers.tasks import run_bulk_action
+
+# Query parameters that move through a list rather than describe it.
+PAGING_PARAMS = ("after", "before", "page")
+
+
+def list_query(request):
+    """The list's search, filters, sort and page size, without the paging position."""
+    query = request.GET.copy()
+    for name in PAGING_PARAMS:
+        query.pop(name, None)
+    return query
+
+
+def _page_number(request):
+    try:
+        return max(1, int(request.GET.get("page", 1)))
+    except ValueError:
+        return 1
+
+
+@require_GET
+def customer_list(request):
+    customers = visible_customers(request.user).select_related("owner", "team")
+    customers = customers.defer("search_text", "search_keys", "notes", "attributes")
+    filterset = CustomerFilter(request.GET, queryset=customers, request=request)
+    sort = request.GET.get("sort") if request.GET.get("sort") in SORTS else DEFAULT_SORT
+    size = request.GET.get("size", "")
+    size = int(size) if size.isdigit() and int(size) in PAGE_SIZES else DEFAULT_PAGE_SIZE
+    context = {
+        "filter": filterset,
+        "sort": sort,
+        "size": size,
+        "page_sizes": PAGE_SIZES,
+        "query": list_query(request),
+        "saved_views": request.user.saved_views.all(),
+        "save_view_form": SavedViewForm(user=request.user),
+        "bulk_form": BulkActionForm(),
+        "tag_suggestions": Tag.objects.values_list("name", flat=True)[:500],
+        "provinces": places.PROVINCES,
+    }
+    if not filterset.is_valid():
+        return render(request, "customers/customer_list.html", context, status=400)
+    try:
+        page = keyset_page(
+            filterset.qs,
+            order=SORTS[sort],
+            size=size,
+            after=request.GET.get("after"),
+            before=request.GET.get("before"),
+        )
+    except BadCursor:
+        raise BadRequest(_("This page link is not valid. Go back to the first page.")) from None
+    count, estimated = count_matches(
+        filterset.qs, limit=settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT
+    )
+    number = _page_number(request)
+    context.update(page=page, page_number=number, count=count, estimated=estimated)
+    template = "customers/customer_list.html"
+    if request.htmx and request.htmx.target == "results":
+        template += "#results"
+    return render(request, template, context)
+
+
+@require_GET
+def customer_detail(request, pk):
+    customer = get_customer_for(request.user, pk, "view")
+    before = _timeline_cursor(request.GET.get("before"))
+    entries, more = customer.timeline(before=before, limit=20)
+    context = {
+        "customer": customer,
+        "entries": entries,
+        "more_cursor": f"{entries[-1].occurred.isoformat()}|{entries[-1].pk}" if more else None,
+        "can_change": can(request.user, "change", customer),
+        "can_delete": can(request.user, "delete", customer),
+    }
+    if request.htmx and request.htmx.target == "timeline-more":
+        return render(request, "customers/customer_detail.html#timeline", context)
+    context.update(
+        summary=customer.order_summary(),
+        consents=customer.current_consents(),
+        attributes=_attribute_rows(customer),
+        country=places.country_name(customer.country),
+    )
+    return render(request, "customers/customer_detail.html", context)
+
+
+def _timeline_cursor(raw):
+    """The (time, id) after which a timeline page starts, from "?before=<time>|<id>"."""
+    if not raw:
+        return None
+    moment, _sep, pk = raw.partition("|")
+    try:
+        moment = parse_datetime(moment)
+    except ValueError:
+        moment = None
+    pk = _uuid_or_none(pk)
+    if moment is None or pk is None:
+        raise BadRequest(_("This page link is not valid."))
+    return moment, pk
+
+
+def _attribute_rows(customer):
+    rows = []
+    for definition in CustomField.objects.all():
+        if definition.key in customer.attributes:
+            value = customer.attributes[definition.key]
+            if isinstance(value, bool):
+                value = _("Yes") if value else _("No")
+            elif isinstance(value, list):
+                value = ", ".join(value)
+            rows.append((definition.display_label, value))
+    return rows
+
+
+@require_http_methods(["GET", "POST"])
+def customer_create(request):
+    if not can_create_customer(request.user):
+        raise PermissionDenied
+    form = CustomerForm(request.POST or None, user=request.user, initial={"owner": request.user})
+    if request.method == "POST" and form.is_valid():
+        customer = form.save(commit=False)
+        customer.created_by = customer.updated_by = request.user
+        try:
+            with transaction.atomic():
+                customer.save()
+                Tag.remember(customer.tags)
+        except IntegrityError:
+            form.add_error(None, _("Another customer was saved with the same email or phone just now."))
+        else:
+            messages.success(request, _("Customer %(name)s created.") % {"name": customer})
+            return redirect(customer)
+    return render(request, "customers/customer_form.html", _form_context(form))
+
+
+@require_http_methods(["GET", "POST"])
+def customer_edit(request, pk):
+    customer = get_customer_for(request.user, pk, "change")
+    form = CustomerForm(request.POST or None, instance=customer, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        expected = form.cleaned_data["version"] or customer.version
+        try:
+            saved = form.instance.save_if_unchanged(expected_version=expected, user=request.user)
+        except IntegrityError:
+            form.add_error(None, _("Another customer was saved with the same email or phone just now."))
+        else:
+            if saved:
+                messages.success(request, _("Changes to %(name)s saved.") % {"name": customer})
+                return redirect(customer)
+            latest = Customer.objects.select_related("updated_by").get(pk=pk)
+            form.add_error(
+                None,
+                _(
+                    "%(user)s changed this customer after you opened it. Your changes were not "
+                    "saved: reload the page to see theirs, then make yours again."
+                )
+                % {"user": latest.updated_by or _("Someone")},
+            )
+            return render(request, "customers/customer_form.html", _form_context(form), status=409)
+    return render(request, "customers/customer_form.html", _form_context(form))
+
+
+def _form_context(form):
+    return {
+        "form": form,
+        "customer": form.instance if form.instance.pk else None,
+        "provinces": places.PROVINCES,
+        "tag_suggestions": Tag.objects.values_list("name", flat=True)[:500],
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def customer_delete(request, pk):
+    customer = get_customer_for(request.user, pk, "delete")
+    if request.method == "POST":
+        customer.delete()
+        messages.success(request, _("Customer %(name)s deleted.") % {"name": customer})
+        return redirect("customers:list")
+    return render(request, "customers/customer_confirm_delete.html", {"customer": customer})
+
+
+@require_GET
+def duplicate_hint(request):
+    """Customers the user can see that already have the email or phone typed into a form."""
+    email = request.GET.get("email", "").strip().lower()[:254]
+    phone = normalize_phone(request.GET.get("phone", "")[:50])
+    condition = (Q(email=email) if email else Q(pk__in=[])) | (
+        Q(phone=phone) if phone else Q(pk__in=[])
+    )
+    matches = visible_customers(request.user).filter(condition)
+    if exclude := _uuid_or_none(request.GET.get("exclude")):
+        matches = matches.exclude(pk=exclude)
+    return render(request, "customers/duplicate_hint.html", {"matches": matches[:5]})
+
+
+def _uuid_or_none(value):
+    try:
+        return uuid.UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+@require_http_methods(["GET", "POST"])
+def interaction_create(request, pk):
+    customer = get_customer_for(request.user, pk, "change")
+    form = InteractionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        interaction = form.save(commit=False)
+        interaction.customer, interaction.created_by = customer, request.user
+        interaction.save()
+        messages.success(request, _("Interaction added."))
+        return redirect(customer)
+    return render(
+        request,
+        "customers/record_form.html",
+        {"customer": customer, "form": form, "heading": _("Add interaction")},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def order_create(request, pk):
+    customer = get_customer_for(request.user, pk, "change")
+    lines = OrderLineFormSet(request.POST or None, prefix="lines")
+    form = OrderForm(request.POST or None, lines=lines)
+    form.instance.customer = customer
+    if request.method == "POST" and lines.is_valid() and form.is_valid():
+        try:
+            with transaction.atomic():
+                form.save()
+        except IntegrityError:
+            form.add_error("external_id", _("An order with this number already exists."))
+        else:
+            messages.success(request, _("Order %(number)s added.") % {"number": form.instance})
+            return redirect(customer)
+    return render(
+        request,
+        "customers/order_form.html",
+        {
+            "customer": customer,
+            "form": form,
+            "lines": lines,
+            "currencies": places.CURRENCIES,
+            "heading": _("Add order"),
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def consent_create(request, pk):
+    customer = get_customer_for(request.user, pk, "change")
+    form = ConsentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        consent = form.save(commit=False)
+        consent.customer = customer
+        consent.recorded_by = request.user
+        consent.save()
+        messages.success(request, _("Consent recorded."))
+        return redirect(customer)
+    return render(
+        request,
+        "customers/record_form.html",
+        {"customer": customer, "form": form, "heading": _("Record consent")},
+    )
+
+
+@require_POST
+def bulk_action(request):
+    """Confirm, then apply, one change to the chosen or to every matching customer."""
+    form = BulkActionForm(request.POST)
+    back = reverse("customers:list") + "?" + request.POST.get("query", "")
+    if not form.is_valid():
+        for error in form.errors.get("__all__", []):
+            messages.error(request, error)
+        if "__all__" in form.errors:
+            return redirect(back)
+        return render(request, "customers/bulk_confirm.html", {"form": form, "back": back}, status=400)
+    bulk = form.bulk_action(user=request.user)
+    total = bulk.targets().count()
+    if not form.cleaned_data["confirmed"]:
+        return render(
+            request,
+            "customers/bulk_confirm.html",
+            {"form": form.confirmation(), "bulk": bulk, "total": total, "back": back},
+        )
+    bulk.total = total
+    bulk.save()
+    if total <= settings.BULK_ACTION_INLINE_LIMIT:
+        bulk.run()
+        messages.success(
+            request,
+            ngettext(
+                "%(action)s: %(count)d customer changed.",
+                "%(action)s: %(count)d customers changed.",
+                bulk.changed,
+            )
+            % {"action": bulk.get_action_display(), "count": bulk.changed},
+        )
+        return redirect(back)
+    transaction.on_commit(lambda: run_bulk_action.delay(str(bulk.pk)))
+    return redirect(bulk)
+
+
+@require_GET
+def bulk_progress(request, pk):
+    bulk = get_object_or_404(BulkAction, pk=pk, user=request.user)
+    template = "customers/bulk_progress.html"
+    if request.htmx:
+        template += "#progress"
+    return render(request, template, {"bulk": bulk})
+
+
+@require_POST
+def saved_view_create(request):
+    form = SavedViewForm(request.POST, user=request.user)
+    query = request.POST.get("query", "")[:4000]
+    if form.is_valid():
+        view = form.save(commit=False)
+        view.user, view.query = request.user, query
+        view.save()
+        messages.success(request, _("View “%(name)s” saved.") % {"name": view.name})
+        return redirect(view)
+    for error in form.errors.get("name", []):
+        messages.error(request, error)
+    return redirect(reverse("customers:list") + (f"?{query}" if query else ""))
+
+
+@require_POST
+def saved_view_rename(request, pk):
+    view = get_object_or_404(SavedView, pk=pk, user=request.user)
+    form = SavedViewForm(request.POST, instance=view, user=request.user)
+    if form.is_valid():
+        form.save()
+        messages.success(request, _("View renamed to “%(name)s”.") % {"name": view.name})
+    else:
+        for error in form.errors.get("name", []):
+            messages.error(request, error)
+    return redirect("customers:saved_views")
+
+
+@require_POST
+def saved_view_delete(request, pk):
+    view = get_object_or_404(SavedView, pk=pk, user=request.user)
+    view.delete()
+    messages.success(request, _("View “%(name)s” deleted.") % {"name": view.name})
+    return redirect("customers:saved_views")
+
+
+@require_GET
+def saved_view_list(request):
+    views = request.user.saved_views.all()
+    return render(request, "customers/saved_views.html", {"views": views})

@@ -1,0 +1,110 @@
+"""Shared fixtures: the personas every test talks about, and a real Celery worker."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from accounts.models import Team
+from customers.models import Customer
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(settings, worker_id):
+    # Parallel test processes share one Redis; keep their cache keys apart.
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"cims-test-{worker_id}"}
+    }
+
+
+@pytest.fixture
+def teams(db):
+    return Team.objects.create(name="华东销售"), Team.objects.create(name="North Sales")
+
+
+def _user(username, *, teams=(), **extra):
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD, **extra)
+    user.teams.set(teams)
+    return user
+
+
+@pytest.fixture
+def admin_user(db):
+    return _user("admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def manager(teams):
+    return _user("manager", teams=[teams[0]], first_name="Mei", last_name="Lin")
+
+
+@pytest.fixture
+def staff(teams):
+    return _user("staff", teams=[teams[0]], first_name="伟", last_name="张")
+
+
+@pytest.fixture
+def staff2(teams):
+    return _user("staff2", teams=[teams[1]])
+
+
+@pytest.fixture
+def viewer(teams):
+    return _user("viewer", teams=[teams[0]])
+
+
+@pytest.fixture
+def auditor(db):
+    return _user("auditor")
+
+
+@pytest.fixture
+def outsider(db):
+    return _user("outsider", is_active=False)
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def customer(staff, teams):
+    return Customer.objects.create(
+        display_name="张伟",
+        family_name="张",
+        given_name="伟",
+        email="zhang.wei@example.com",
+        phone="+8613800138000",
+        company="上海华东贸易有限公司",
+        province="上海市",
+        city="上海",
+        status="active",
+        source="store",
+        tags=["vip"],
+        owner=staff,
+        team=teams[0],
+        created_by=staff,
+    )
+
+
+@pytest.fixture(scope="session")
+def celery_worker_session(django_db_setup, django_db_blocker, worker_id):
+    """A real Celery worker thread consuming a queue of this test process, through Redis."""
+    from celery.contrib.testing.worker import start_worker
+
+    from cims.celery import app
+
+    queue = f"cims-test-{worker_id}"
+    app.conf.task_default_queue = queue
+    with django_db_blocker.unblock(), start_worker(
+        app, pool="solo", perform_ping_check=False, shutdown_timeout=10
+    ) as worker:
+        yield worker
+
+
+@pytest.fixture
+def celery_worker(celery_worker_session, transactional_db):
+    """Tests using the worker need committed data, which the worker's connection can see."""
+    return celery_worker_session
