@@ -32,8 +32,13 @@ test: $(STAMP)
 stop: $(STAMP)
 	$(BIN)/python -m cims.devstack stop
 
+# List and search figures on a million demo customers (seeded once into the database cims_bench,
+# which takes several minutes), written to docs/benchmarks.md. BENCH_CUSTOMERS=20000 is quicker.
 bench: $(STAMP)
-	$(BIN)/python manage.py run_benchmarks
+	@command -v wrk >/dev/null || { \
+	  sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$sudo apt-get install -y wrk || { $$sudo apt-get update && $$sudo apt-get install -y wrk; }; }
+	$(BIN)/python -m cims.bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,9 +46,8 @@ lint: $(STAMP)
 
 # Re-extract and compile translations after changing user-visible text.
 messages: $(STAMP)
-	$(BIN)/python manage.py makemessages --locale zh_Hans --no-obsolete --ignore '.venv/*' --ignore 'var/*'
-	$(BIN)/python manage.py makemessages --locale zh_Hans --domain djangojs --no-obsolete --ignore '.venv/*' --ignore 'var/*' --ignore 'static/vendor/*'
-	$(BIN)/python manage.py compilemessages --locale zh_Hans
+	$(BIN)/python manage.py makemessages --locale zh_Hans --no-obsolete --add-location file --ignore '.venv/*' --ignore 'var/*' --ignore 'staticfiles/*' --ignore 'tests/*'
+	$(BIN)/python manage.py compilemessages --locale zh_Hans --ignore '.venv/*' --ignore 'var/*'
 
 # Re-pin dependencies after editing pyproject.toml.
 lock: $(STAMP)

@@ -12,7 +12,10 @@ def main():
         from cims import embedded
 
         for name in embedded.start_missing():
-            print(f"Started the embedded {name} under var/ (stop it with `make stop`).", file=sys.stderr)
+            print(
+                f"Started the embedded {name} under var/ (stop it with `make stop`).",
+                file=sys.stderr,
+            )
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -55,13 +55,13 @@ def run():
         manage("seed_demo")
         say("Starting the web server, a Celery worker and Celery beat…")
         children.append(
-            subprocess.Popen(
-                [PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}"], cwd=BASE_DIR
-            )
+            subprocess.Popen([PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}"], cwd=BASE_DIR)
         )
         celery = [str(BIN / "celery"), "-A", "cims"]
         children.append(
-            subprocess.Popen([*celery, "worker", "--loglevel=INFO", "--concurrency=2"], cwd=BASE_DIR)
+            subprocess.Popen(
+                [*celery, "worker", "--loglevel=INFO", "--concurrency=2"], cwd=BASE_DIR
+            )
         )
         children.append(subprocess.Popen([*celery, "beat", "--loglevel=INFO"], cwd=BASE_DIR))
         _wait_until_ready(f"http://127.0.0.1:{port}/readyz", children)

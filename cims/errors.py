@@ -2,7 +2,6 @@
 
 from django.core.exceptions import BadRequest
 from django.shortcuts import render
-from django.utils.translation import gettext as _
 
 
 def bad_request(request, exception):

@@ -4,8 +4,6 @@ from django.views.generic import RedirectView
 
 from cims import views
 
-admin.site.site_header = admin.site.site_title = "CIMS"
-
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="customers:list"), name="home"),
     path("healthz", views.healthz, name="healthz"),

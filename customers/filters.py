@@ -1,6 +1,9 @@
+import uuid
+
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db.models import Exists, OuterRef
 from django.utils.translation import gettext_lazy as _
 
@@ -26,6 +29,22 @@ PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
 
 
+# Rendering the filter panel (a dozen widgets, each a template) costs more than the rest of the
+# list page, so the rendered panel is cached. Its choices (users, teams, custom fields, tags) are
+# part of the cache key through this version, which changes whenever one of them does.
+FILTER_OPTIONS_KEY = "customers:filter-options-version"
+
+
+def filter_options_version():
+    return cache.get_or_set(FILTER_OPTIONS_KEY, lambda: uuid.uuid4().hex, timeout=None)
+
+
+def forget_filter_options(**kwargs):
+    if kwargs.get("update_fields") and set(kwargs["update_fields"]) <= {"last_login", "language"}:
+        return  # signing in and choosing a language change nothing the filters show
+    cache.delete(FILTER_OPTIONS_KEY)
+
+
 def split_tags(value):
     return list(dict.fromkeys(t.strip() for t in value.replace("，", ",").split(",") if t.strip()))
 
@@ -47,11 +66,19 @@ class CustomerFilter(django_filters.FilterSet):
             }
         ),
     )
+    # Not distinct (django-filter's default for this filter): a column of the customer itself
+    # cannot repeat rows, and SELECT DISTINCT would sort every match before the first page.
     status = django_filters.MultipleChoiceFilter(
-        choices=Status.choices, label=_("Status"), widget=forms.CheckboxSelectMultiple
+        choices=Status.choices,
+        label=_("Status"),
+        widget=forms.CheckboxSelectMultiple,
+        distinct=False,
     )
     source = django_filters.MultipleChoiceFilter(
-        choices=Source.choices, label=_("Source channel"), widget=forms.CheckboxSelectMultiple
+        choices=Source.choices,
+        label=_("Source channel"),
+        widget=forms.CheckboxSelectMultiple,
+        distinct=False,
     )
     tags = django_filters.CharFilter(
         method="filter_tags",
@@ -67,10 +94,11 @@ class CustomerFilter(django_filters.FilterSet):
     owner = django_filters.ModelChoiceFilter(
         queryset=get_user_model().objects.filter(is_active=True),
         label=_("Owner"),
+        empty_label=_("Any"),
         null_label=_("No owner"),
     )
     team = django_filters.ModelChoiceFilter(
-        queryset=Team.objects.all(), label=_("Team"), null_label=_("No team")
+        queryset=Team.objects.all(), label=_("Team"), empty_label=_("Any"), null_label=_("No team")
     )
     created = django_filters.DateFromToRangeFilter(
         field_name="created_at",
@@ -101,6 +129,13 @@ class CustomerFilter(django_filters.FilterSet):
             return queryset
         has = Exists(Order.objects.filter(customer=OuterRef("pk")))
         return queryset.filter(has if value else ~has)
+
+    def panel_cache_key(self):
+        """What the rendered filter panel depends on, apart from the language."""
+        values = self.data.copy()
+        for name in ("q", "size", "after", "before", "page"):
+            values.pop(name, None)
+        return f"{filter_options_version()}?{values.urlencode()}"
 
     @property
     def active_filters(self):
@@ -148,12 +183,20 @@ def _attribute_filters(field):
             )
         }
     if field.type == CustomField.Type.NUMBER:
+        # Compared as the JSON number it is stored as: the Decimal a NumberFilter gives cannot
+        # be sent as JSON. Digits are bounded as in the edit form.
+        def number(op):
+            return lambda qs, n, v: (
+                qs if v is None else qs.filter(**{f"{lookup}__{op}": field.to_json(v)})
+            )
+
+        bounds = {"max_digits": 20, "decimal_places": 6}
         return {
             f"{name}_min": django_filters.NumberFilter(
-                field_name=lookup, lookup_expr="gte", label=_("%(field)s from") % {"field": label}
+                method=number("gte"), label=_("%(field)s from") % {"field": label}, **bounds
             ),
             f"{name}_max": django_filters.NumberFilter(
-                field_name=lookup, lookup_expr="lte", label=_("%(field)s to") % {"field": label}
+                method=number("lte"), label=_("%(field)s to") % {"field": label}, **bounds
             ),
         }
     if field.type == CustomField.Type.DATE:

@@ -21,6 +21,7 @@ from customers.models import (
     Status,
 )
 from customers.search import normalize_phone
+from customers.templatetags.customers import phone as format_phone
 
 MAX_TAGS = 20
 DATETIME_WIDGET = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
@@ -55,7 +56,7 @@ class TagsField(forms.CharField):
 
 class CustomerForm(forms.ModelForm):
     tags = TagsField(label=_("Tags"), required=False)
-    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
 
     class Meta:
         model = Customer
@@ -96,11 +97,19 @@ class CustomerForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.user = user
         self.fields["display_name"].required = False
-        self.fields["display_name"].help_text = _("Left empty, it is made from the names below.")
+        self.fields["display_name"].help_text = _(
+            "Left empty, it is made from the family and given names."
+        )
         self.fields["owner"].queryset = active_users()
         self.fields["team"].queryset = Team.objects.all()
-        if self.instance.pk:
+        if not self.instance._state.adding:
+            # The version the form was opened at; saving checks nobody saved in between.
             self.fields["version"].initial = self.instance.version
+            self.fields["version"].required = True
+            self.fields["version"].error_messages["required"] = _(
+                "This form is out of date. Reload the page and make your changes again."
+            )
+            self.initial["phone"] = format_phone(self.instance.phone)
         self.custom_fields = list(CustomField.objects.filter(active=True))
         for definition in self.custom_fields:
             name = f"attr_{definition.key}"
@@ -132,7 +141,9 @@ class CustomerForm(forms.ModelForm):
                 code="invalid",
             )
         if other := self._other_customer(phone=phone):
-            raise ValidationError(self._duplicate_message(other, _("mobile number")), code="duplicate")
+            raise ValidationError(
+                self._duplicate_message(other, _("mobile number")), code="duplicate"
+            )
         return phone
 
     def clean_birthday(self):
@@ -210,11 +221,25 @@ def attribute_form_field(definition):
     return forms.CharField(max_length=500, **kwargs)
 
 
+def check_record_time(value):
+    """The time of an interaction, order or consent, if it is in a plausible range.
+
+    PostgreSQL stores a time in the year 1, but once in UTC it is before the year 1 and cannot
+    be read back, which would break every page showing the customer.
+    """
+    if value and not (1900 <= value.year <= 2100):
+        raise ValidationError(_("Enter a time between 1900 and 2100."))
+    return value
+
+
 class InteractionForm(forms.ModelForm):
     class Meta:
         model = Interaction
         fields = ["kind", "channel", "occurred_at", "summary"]
         widgets = {"occurred_at": DATETIME_WIDGET, "summary": forms.Textarea(attrs={"rows": 3})}
+
+    def clean_occurred_at(self):
+        return check_record_time(self.cleaned_data["occurred_at"])
 
 
 class OrderForm(forms.ModelForm):
@@ -239,6 +264,9 @@ class OrderForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.lines = lines
 
+    def clean_ordered_at(self):
+        return check_record_time(self.cleaned_data["ordered_at"])
+
     def clean_currency(self):
         currency = self.cleaned_data["currency"].strip().upper()
         if not (len(currency) == 3 and currency.isalpha() and currency.isascii()):
@@ -247,7 +275,9 @@ class OrderForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        lines = self.lines.cleaned_lines() if self.lines is not None and self.lines.is_valid() else []
+        lines = (
+            self.lines.cleaned_lines() if self.lines is not None and self.lines.is_valid() else []
+        )
         if cleaned.get("amount") is None:
             if lines:
                 cleaned["amount"] = Order.total_of(lines)
@@ -280,7 +310,12 @@ class BaseOrderLineFormSet(forms.BaseFormSet):
 
 
 OrderLineFormSet = forms.formset_factory(
-    OrderLineForm, formset=BaseOrderLineFormSet, extra=3, max_num=100, validate_max=True
+    OrderLineForm,
+    formset=BaseOrderLineFormSet,
+    extra=3,
+    max_num=100,
+    absolute_max=100,
+    validate_max=True,
 )
 
 
@@ -296,6 +331,9 @@ class ConsentForm(forms.ModelForm):
         model = Consent
         fields = ["purpose", "granted", "recorded_at", "source", "wording", "wording_version"]
         widgets = {"recorded_at": DATETIME_WIDGET, "wording": forms.Textarea(attrs={"rows": 3})}
+
+    def clean_recorded_at(self):
+        return check_record_time(self.cleaned_data["recorded_at"])
 
 
 class SavedViewForm(forms.ModelForm):
@@ -359,6 +397,9 @@ class BulkActionForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         action, Action = cleaned.get("action"), BulkAction.Action
+        if "selected" in self.errors:
+            # The ids are hidden inputs, with no place beside them to show what is wrong.
+            raise ValidationError(self.errors.pop("selected").as_data())
         if cleaned.get("scope") == "selected" and not cleaned.get("selected"):
             raise ValidationError(_("Select at least one customer."))
         if action in (Action.ADD_TAGS, Action.REMOVE_TAGS) and not cleaned.get("tags"):
@@ -395,4 +436,3 @@ class BulkActionForm(forms.Form):
         if action == Action.SET_STATUS:
             return {"status": self.cleaned_data["status"]}
         return {}
-

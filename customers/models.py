@@ -74,7 +74,12 @@ class Tag(models.Model):
 
     @classmethod
     def remember(cls, names):
-        cls.objects.bulk_create([cls(name=n) for n in set(names)], ignore_conflicts=True)
+        new = set(names) - set(cls.objects.filter(name__in=names).values_list("name", flat=True))
+        if new:
+            cls.objects.bulk_create([cls(name=n) for n in new], ignore_conflicts=True)
+            from customers.filters import forget_filter_options
+
+            forget_filter_options()
 
 
 class CustomField(models.Model):
@@ -159,8 +164,9 @@ class CustomField(models.Model):
             self.Type.NUMBER: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
             self.Type.DATE: _is_iso_date,
             self.Type.CHOICE: lambda v: v in self.choices,
-            self.Type.MULTI_CHOICE: lambda v: isinstance(v, list)
-            and all(c in self.choices for c in v),
+            self.Type.MULTI_CHOICE: lambda v: (
+                isinstance(v, list) and all(c in self.choices for c in v)
+            ),
             self.Type.BOOLEAN: lambda v: isinstance(v, bool),
         }[self.type]
         if not valid(value):
@@ -317,17 +323,17 @@ class Customer(models.Model):
             models.Index(fields=["province", "city"], name="customer_place_idx"),
             models.Index(Right("phone", 4), name="customer_phone_last4_idx"),
             GinIndex(fields=["tags"], name="customer_tags_idx"),
-            GinIndex(
-                OpClass("attributes", name="jsonb_path_ops"), name="customer_attributes_idx"
-            ),
+            GinIndex(OpClass("attributes", name="jsonb_path_ops"), name="customer_attributes_idx"),
             GinIndex(fields=["search_keys"], name="customer_search_keys_idx"),
-            GinIndex(
-                OpClass("search_text", name="gin_trgm_ops"), name="customer_search_text_idx"
-            ),
+            GinIndex(OpClass("search_text", name="gin_trgm_ops"), name="customer_search_text_idx"),
         ]
 
     def __str__(self):
         return self.display_name
+
+    def save(self, *args, **kwargs):
+        self.refresh_search_fields()
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self):
         return reverse("customers:detail", args=[self.pk])
@@ -342,14 +348,26 @@ class Customer(models.Model):
         ).items():
             setattr(self, field, value)
 
-    def save(self, *args, **kwargs):
-        self.refresh_search_fields()
-        super().save(*args, **kwargs)
+    def clean_fields(self, exclude=None):
+        # Attributes are checked here rather than in clean(), which cannot tell whether the
+        # field is validated: a CustomerForm edits them as attr_* fields and excludes the
+        # JSON field, and an error keyed to a field a form lacks is a crash, not a message.
+        errors = {}
+        try:
+            super().clean_fields(exclude=exclude)
+        except ValidationError as error:
+            errors = error.update_error_dict(errors)
+        if "attributes" not in (exclude or ()):
+            try:
+                self.validate_attributes()
+            except ValidationError as error:
+                errors = error.update_error_dict(errors)
+        if errors:
+            raise ValidationError(errors)
 
     def clean(self):
         if not self.display_name.strip():
             self.display_name = self.name_from_parts(self.family_name, self.given_name)
-        self.validate_attributes()
 
     @staticmethod
     def name_from_parts(family_name, given_name):
@@ -359,18 +377,24 @@ class Customer(models.Model):
         return f"{family_name}{given_name}".strip()
 
     def validate_attributes(self):
-        definitions = {f.key: f for f in CustomField.objects.filter(active=True)}
+        # A retired (inactive) field's values are kept as they are, so a customer who has one
+        # can still be saved; only active fields are checked and required.
+        definitions = {f.key: f for f in CustomField.objects.all()}
         errors = []
         for key, value in self.attributes.items():
             if key not in definitions:
                 errors.append(ValidationError(_("Unknown attribute %(key)s."), params={"key": key}))
-            else:
+            elif definitions[key].active:
                 try:
                     definitions[key].validate_json(value)
                 except ValidationError as error:
                     errors.append(error)
-        for key, definition in definitions.items():
-            if definition.required and self.attributes.get(key) in (None, "", []):
+        for definition in definitions.values():
+            if (
+                definition.active
+                and definition.required
+                and self.attributes.get(definition.key) in (None, "", [])
+            ):
                 errors.append(
                     ValidationError(
                         _("%(field)s is required."), params={"field": definition.display_label}
@@ -387,7 +411,9 @@ class Customer(models.Model):
         two concurrent edits is refused instead of silently overwriting the first.
         """
         current = (
-            Customer.objects.select_for_update().filter(pk=self.pk).values_list("version", flat=True)
+            Customer.objects.select_for_update()
+            .filter(pk=self.pk)
+            .values_list("version", flat=True)
         )
         if not current or current[0] != expected_version:
             return False
@@ -570,8 +596,10 @@ class Order(models.Model):
     @staticmethod
     def total_of(lines):
         return sum(
-            (decimal.Decimal(str(line["quantity"])) * decimal.Decimal(str(line["unit_price"]))
-             for line in lines),
+            (
+                decimal.Decimal(str(line["quantity"])) * decimal.Decimal(str(line["unit_price"]))
+                for line in lines
+            ),
             decimal.Decimal("0"),
         ).quantize(decimal.Decimal("0.01"))
 
@@ -769,11 +797,12 @@ class BulkAction(models.Model):
         if self.action == self.Action.ADD_TAGS:
             tags = self.params["tags"]
             Tag.remember(tags)
-            changed = 0
+            # A customer lacking several of the tags is still one change, stamped once.
+            changed = targets.exclude(tags__contains=tags).update(**stamp)
             # One statement per tag keeps each customer's tag order and never adds a duplicate.
             for tag in tags:
-                changed += targets.exclude(tags__contains=[tag]).update(
-                    tags=ArrayAppend(F("tags"), models.Value(tag)), **stamp
+                targets.exclude(tags__contains=[tag]).update(
+                    tags=ArrayAppend(F("tags"), models.Value(tag))
                 )
             return changed
         if self.action == self.Action.REMOVE_TAGS:

@@ -2,7 +2,8 @@ import uuid
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import BadRequest, PermissionDenied
+from django.core.exceptions import BadRequest, PermissionDenied, ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,7 +16,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.permissions import (
     can,
     can_create_customer,
-    changeable_customers,
     get_customer_for,
     visible_customers,
 )
@@ -34,6 +34,13 @@ from customers.forms import (
 from customers.models import BulkAction, Customer, CustomField, SavedView, Tag
 from customers.search import normalize_phone
 from customers.tasks import run_bulk_action
+
+# What a row of the list shows, and every column a sort (and so a page link) needs.
+LIST_FIELDS = [
+    *("id", "display_name", "company", "phone", "email", "city", "status", "tags"),
+    *("created_at", "updated_at", "name_pinyin", "owner"),
+    *("owner__username", "owner__first_name", "owner__last_name"),
+]
 
 # Query parameters that move through a list rather than describe it.
 PAGING_PARAMS = ("after", "before", "page")
@@ -54,14 +61,23 @@ def _page_number(request):
         return 1
 
 
+# Up to this many search matches are sorted for a page; beyond, walking the sort order's index
+# past the customers who do not match is quicker.
+SORTED_SEARCH_MATCHES = 4000
+
+
+def _few_search_matches(filterset, count, estimated):
+    searching = bool(filterset.form.cleaned_data.get("q"))
+    return searching and not estimated and count <= SORTED_SEARCH_MATCHES
+
+
 @require_GET
 def customer_list(request):
-    customers = visible_customers(request.user).select_related("owner", "team")
-    customers = customers.defer("search_text", "search_keys", "notes", "attributes")
+    customers = visible_customers(request.user).select_related("owner").only(*LIST_FIELDS)
     filterset = CustomerFilter(request.GET, queryset=customers, request=request)
     sort = request.GET.get("sort") if request.GET.get("sort") in SORTS else DEFAULT_SORT
-    size = request.GET.get("size", "")
-    size = int(size) if size.isdigit() and int(size) in PAGE_SIZES else DEFAULT_PAGE_SIZE
+    # Matched as text: int() refuses some digits that isdigit() accepts ("²") and long numbers.
+    size = {str(n): n for n in PAGE_SIZES}.get(request.GET.get("size"), DEFAULT_PAGE_SIZE)
     context = {
         "filter": filterset,
         "sort": sort,
@@ -69,13 +85,13 @@ def customer_list(request):
         "page_sizes": PAGE_SIZES,
         "query": list_query(request),
         "saved_views": request.user.saved_views.all(),
-        "save_view_form": SavedViewForm(user=request.user),
-        "bulk_form": BulkActionForm(),
+        "bulk_actions": BulkAction.Action.choices,
         "tag_suggestions": Tag.objects.values_list("name", flat=True)[:500],
         "provinces": places.PROVINCES,
     }
     if not filterset.is_valid():
         return render(request, "customers/customer_list.html", context, status=400)
+    count, estimated = count_matches(filterset.qs, limit=settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT)
     try:
         page = keyset_page(
             filterset.qs,
@@ -83,12 +99,10 @@ def customer_list(request):
             size=size,
             after=request.GET.get("after"),
             before=request.GET.get("before"),
+            sort=_few_search_matches(filterset, count, estimated),
         )
     except BadCursor:
         raise BadRequest(_("This page link is not valid. Go back to the first page.")) from None
-    count, estimated = count_matches(
-        filterset.qs, limit=settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT
-    )
     number = _page_number(request)
     context.update(page=page, page_number=number, count=count, estimated=estimated)
     template = "customers/customer_list.html"
@@ -161,7 +175,9 @@ def customer_create(request):
                 customer.save()
                 Tag.remember(customer.tags)
         except IntegrityError:
-            form.add_error(None, _("Another customer was saved with the same email or phone just now."))
+            form.add_error(
+                None, _("Another customer was saved with the same email or phone just now.")
+            )
         else:
             messages.success(request, _("Customer %(name)s created.") % {"name": customer})
             return redirect(customer)
@@ -173,11 +189,14 @@ def customer_edit(request, pk):
     customer = get_customer_for(request.user, pk, "change")
     form = CustomerForm(request.POST or None, instance=customer, user=request.user)
     if request.method == "POST" and form.is_valid():
-        expected = form.cleaned_data["version"] or customer.version
         try:
-            saved = form.instance.save_if_unchanged(expected_version=expected, user=request.user)
+            saved = form.instance.save_if_unchanged(
+                expected_version=form.cleaned_data["version"], user=request.user
+            )
         except IntegrityError:
-            form.add_error(None, _("Another customer was saved with the same email or phone just now."))
+            form.add_error(
+                None, _("Another customer was saved with the same email or phone just now.")
+            )
         else:
             if saved:
                 messages.success(request, _("Changes to %(name)s saved.") % {"name": customer})
@@ -198,7 +217,7 @@ def customer_edit(request, pk):
 def _form_context(form):
     return {
         "form": form,
-        "customer": form.instance if form.instance.pk else None,
+        "customer": None if form.instance._state.adding else form.instance,
         "provinces": places.PROVINCES,
         "tag_suggestions": Tag.objects.values_list("name", flat=True)[:500],
     }
@@ -218,6 +237,12 @@ def customer_delete(request, pk):
 def duplicate_hint(request):
     """Customers the user can see that already have the email or phone typed into a form."""
     email = request.GET.get("email", "").strip().lower()[:254]
+    try:
+        # Only a well-formed address can match, and a malformed one (say, with a NUL
+        # character, which PostgreSQL cannot compare) must not reach the database.
+        validate_email(email)
+    except ValidationError:
+        email = ""
     phone = normalize_phone(request.GET.get("phone", "")[:50])
     condition = (Q(email=email) if email else Q(pk__in=[])) | (
         Q(phone=phone) if phone else Q(pk__in=[])
@@ -308,7 +333,9 @@ def bulk_action(request):
             messages.error(request, error)
         if "__all__" in form.errors:
             return redirect(back)
-        return render(request, "customers/bulk_confirm.html", {"form": form, "back": back}, status=400)
+        return render(
+            request, "customers/bulk_confirm.html", {"form": form, "back": back}, status=400
+        )
     bulk = form.bulk_action(user=request.user)
     total = bulk.targets().count()
     if not form.cleaned_data["confirmed"]:
@@ -347,7 +374,8 @@ def bulk_progress(request, pk):
 @require_POST
 def saved_view_create(request):
     form = SavedViewForm(request.POST, user=request.user)
-    query = request.POST.get("query", "")[:4000]
+    # A NUL character cannot be stored in PostgreSQL text, and no list query needs one.
+    query = request.POST.get("query", "")[:4000].replace("\x00", "")
     if form.is_valid():
         view = form.save(commit=False)
         view.user, view.query = request.user, query

@@ -1,5 +1,7 @@
 """Shared fixtures: the personas every test talks about, and a real Celery worker."""
 
+import os
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -15,6 +17,13 @@ def _isolated_cache(settings, worker_id):
     settings.CACHES = {
         "default": {**settings.CACHES["default"], "KEY_PREFIX": f"cims-test-{worker_id}"}
     }
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The real hasher costs about a third of a second per user on a small machine; tests that
+    # create several personas would spend most of their time hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -96,11 +105,13 @@ def celery_worker_session(django_db_setup, django_db_blocker, worker_id):
 
     from cims.celery import app
 
-    queue = f"cims-test-{worker_id}"
+    # Test runs of other checkouts may share this Redis: the process id keeps queues apart.
+    queue = f"cims-test-{worker_id}-{os.getpid()}"
     app.conf.task_default_queue = queue
-    with django_db_blocker.unblock(), start_worker(
-        app, pool="solo", perform_ping_check=False, shutdown_timeout=10
-    ) as worker:
+    with (
+        django_db_blocker.unblock(),
+        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker,
+    ):
         yield worker
 
 
@@ -108,3 +119,45 @@ def celery_worker_session(django_db_setup, django_db_blocker, worker_id):
 def celery_worker(celery_worker_session, transactional_db):
     """Tests using the worker need committed data, which the worker's connection can see."""
     return celery_worker_session
+
+
+@pytest.fixture
+def make_customer(db):
+    """Create a customer through save(), so its search columns are filled."""
+
+    def make(display_name="客户", **fields):
+        return Customer.objects.create(display_name=display_name, **fields)
+
+    return make
+
+
+@pytest.fixture
+def custom_fields(db):
+    """One active custom field of every type, keyed by type."""
+    from customers.models import CustomField
+
+    Type = CustomField.Type
+    definitions = [
+        ("hobby", Type.TEXT, []),
+        ("score", Type.NUMBER, []),
+        ("joined", Type.DATE, []),
+        ("level", Type.CHOICE, ["gold", "silver"]),
+        ("interests", Type.MULTI_CHOICE, ["golf", "tea", "wine"]),
+        ("newsletter", Type.BOOLEAN, []),
+    ]
+    return {
+        type_: CustomField.objects.create(
+            key=key, label=key.title(), type=type_, choices=choices, position=position
+        )
+        for position, (key, type_, choices) in enumerate(definitions)
+    }
+
+
+@pytest.fixture
+def english(settings):
+    """Serve and validate in English, the language most tests' expected messages are in."""
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield

@@ -1,10 +1,22 @@
+import functools
+import uuid
+from html import escape
+
 import phonenumbers
 from django import template
 from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
+from customers.models import Status
+
 register = template.Library()
+
+
+CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "HKD": "HK$", "JPY": "JP¥"}
 
 
 @register.filter
@@ -12,6 +24,14 @@ def phone(value):
     """+8613800138000 -> 138 0013 8000 at home, +1 360-693-4419 abroad."""
     if not value:
         return ""
+    if value.startswith("+86") and len(value) == 14 and settings.PHONE_DEFAULT_REGION == "CN":
+        # Chinese mobile numbers, most of any list, skip the general (and slow) formatter.
+        return f"{value[3:6]} {value[6:10]} {value[10:]}"
+    return _format_phone(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_phone(value):
     try:
         number = phonenumbers.parse(value)
     except phonenumbers.NumberParseException:
@@ -19,6 +39,16 @@ def phone(value):
     home = phonenumbers.region_code_for_number(number) == settings.PHONE_DEFAULT_REGION
     style = phonenumbers.PhoneNumberFormat
     return phonenumbers.format_number(number, style.NATIONAL if home else style.INTERNATIONAL)
+
+
+@register.filter
+def money(amount, currency):
+    """1999 and CNY -> ¥1,999.00; a currency without a symbol keeps its code: SGD 20.00."""
+    if amount is None:
+        return ""
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    figure = f"{amount:,.2f}"
+    return f"{symbol}{figure}" if symbol else f"{currency} {figure}"
 
 
 @register.simple_tag(takes_context=True)
@@ -42,4 +72,47 @@ def sort_link(context, label, key, current):
         _("Sort"),
         label,
         arrow,
+    )
+
+
+@register.simple_tag
+def customer_rows(customers):
+    """The customer list's table rows.
+
+    Built in Python, as the admin's change list builds its rows: the template engine and even
+    format_html spend a tenth of a millisecond or more on each row, which made them most of the
+    list page's cost. Every value goes through html.escape.
+    """
+    placeholder = str(uuid.UUID(int=0))
+    detail_url = reverse("customers:detail", args=[placeholder])
+    select_label = _("Select %(name)s")
+    statuses = {value: escape(str(label)) for value, label in Status.choices}
+    return mark_safe(
+        "".join(
+            _customer_row(c, detail_url, placeholder, select_label, statuses) for c in customers
+        )
+    )
+
+
+def _customer_row(customer, detail_url, placeholder, select_label, statuses):
+    pk = str(customer.pk)
+    name, company, email = escape(customer.display_name), escape(customer.company), customer.email
+    sub = f'<span class="sub col-sm-only">{company}</span>' if company else ""
+    mail = f'<br><span class="muted small">{escape(email)}</span>' if email else ""
+    tags = "".join(f'<span class="tag">{escape(tag)}</span>' for tag in customer.tags)
+    label = escape(select_label % {"name": customer.display_name})
+    created = customer.created_at
+    return (
+        f'<tr><td class="col-check"><input type="checkbox" name="selected" value="{pk}" '
+        f'form="bulk-form" aria-label="{label}"></td>'
+        f'<td class="col-name"><a href="{detail_url.replace(placeholder, pk)}">{name}</a>{sub}</td>'
+        f'<td class="col-md">{company}</td>'
+        f'<td class="col-lg"><span class="nowrap">{escape(phone(customer.phone))}</span>{mail}</td>'
+        f'<td class="col-md">{escape(customer.city)}</td>'
+        f'<td><span class="status status-{escape(customer.status)}">'
+        f"{statuses.get(customer.status, '')}</span></td>"
+        f'<td class="col-lg">{tags}</td>'
+        f'<td class="col-lg">{escape(str(customer.owner or ""))}</td>'
+        f'<td class="col-md nowrap"><time datetime="{created.isoformat()}">'
+        f"{timezone.localtime(created).strftime('%Y-%m-%d')}</time></td></tr>"
     )

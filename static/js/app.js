@@ -72,4 +72,11 @@
   });
 
   document.addEventListener("htmx:afterSwap", function (event) { init(event.detail.elt); });
+
+  // A live search changes the address without a page load; forms that return here follow it.
+  document.addEventListener("htmx:pushedIntoHistory", function () {
+    document.querySelectorAll('input[name="next"]').forEach(function (input) {
+      input.value = window.location.pathname + window.location.search;
+    });
+  });
 })();

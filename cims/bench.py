@@ -1,0 +1,599 @@
+"""`make bench`: how fast the customer list and search are with a million customers.
+
+    python -m cims.bench [--customers N] [--requests N] [--duration SECONDS] [--workers N]
+
+1. Creates the database cims_bench on the server the app uses (DATABASE_URL's, or the embedded
+   one), migrates it and seeds it with `seed_demo`; a database already seeded at the right size is
+   reused. BENCH_CUSTOMERS (or --customers) sets another size for a quick run, in a database of
+   its own (cims_bench_20000), so the big one stays.
+2. Times requests inside Django, signed in as the demo user staff: the list's first page and page
+   1,000, with and without a filter, and searches by Chinese characters, pinyin, the last four
+   digits of a phone and an email address.
+3. Runs gunicorn on the database with production settings and drives the list page with wrk.
+4. Writes the figures, the machine and the commands to docs/benchmarks.md, under
+   "## Customer list and search" (other sections of the file are kept).
+
+It is a benchmark, not a test: it fails only when it cannot run, never because a goal is missed.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from psycopg import sql
+
+from cims import embedded
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+REPORT = BASE_DIR / "docs" / "benchmarks.md"
+SECTION = "## Customer list and search"
+DEFAULT_CUSTOMERS = 1_000_000
+PAGE_SIZE = 50  # the list's default
+DEEP_PAGE = 1000
+
+SEARCH_GOAL_MS = 30
+LIST_GOAL_MS = 100
+THROUGHPUT_GOAL = 300  # requests per second
+LOAD_P99_GOAL_MS = 100
+
+# Two-character fragments people type: given names, and family name with given name.
+CHINESE_QUERIES = [
+    "张伟", "王芳", "李娜", "刘洋", "陈静", "建华", "秀英", "志强", "子涵", "晓明",
+    "丽娟", "海涛", "俊杰", "婷婷", "国强", "王伟", "李静", "张敏", "欣怡", "浩然",
+]  # fmt: skip
+PINYIN_QUERIES = [
+    "zhang wei", "zw", "wang", "li na", "chen", "liu yang", "zhangwei", "wf", "huang", "xiuying",
+    "lj", "zhao", "wang fang", "hai tao", "xm", "zhou", "junjie", "lin", "wu", "chen jing",
+]  # fmt: skip
+
+# Counts non-2xx answers (wrk itself counts only 4xx and 5xx) and prints the figures as JSON.
+WRK_SCRIPT = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) non2xx = 0 end
+function response(status, headers, body)
+  if status < 200 or status > 299 then non2xx = non2xx + 1 end
+end
+function done(summary, latency, requests)
+  local non2xx = 0
+  for _, thread in ipairs(threads) do non2xx = non2xx + thread:get("non2xx") end
+  local e = summary.errors
+  io.write(string.format(
+    '\\nRESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "connect": %d, "read": %d, ' ..
+    '"write": %d, "timeout": %d, "p50": %d, "p95": %d, "p99": %d, "max": %d}\\n',
+    summary.requests, summary.duration, non2xx, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
+end
+"""
+
+
+def _(text):
+    """Console messages are translatable; Django is set up before the first one."""
+    from django.utils.translation import gettext
+
+    return gettext(text)
+
+
+@dataclass
+class Timings:
+    """Latencies of one kind of request, in milliseconds."""
+
+    name: str
+    goal_ms: float
+    total: list
+    database: list
+
+    @staticmethod
+    def percentile(values, p):
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+    @property
+    def passed(self):
+        return self.percentile(self.total, 95) < self.goal_ms
+
+
+def main(argv):
+    args = parse_args(argv)
+    started = embedded.start_missing()
+    try:
+        return run(args)
+    finally:
+        embedded.stop(started)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m cims.bench", description=__doc__.split("\n")[0]
+    )
+    default = int(os.environ.get("BENCH_CUSTOMERS", DEFAULT_CUSTOMERS))
+    parser.add_argument(
+        "--customers", type=int, default=default, help="default: BENCH_CUSTOMERS or 1000000"
+    )
+    parser.add_argument("--requests", type=int, default=200, help="per kind of request")
+    parser.add_argument("--duration", type=int, default=30, help="of the load test, in seconds")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=0, help="gunicorn's (default: cores + 1)")
+    return parser.parse_args(argv)
+
+
+def run(args):
+    name = "cims_bench" if args.customers == DEFAULT_CUSTOMERS else f"cims_bench_{args.customers}"
+    url = database_url(name)
+    static_root = Path(tempfile.mkdtemp(prefix="cims-bench-static-"))
+    env = bench_environment(url, static_root)
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    try:
+        seeding = prepare_database(url, args.customers, env)
+        manage(env, "collectstatic", "--noinput", "--verbosity", "0")
+        data, machine = describe_data(), describe_machine()
+        timings = measure_requests(args.requests)
+        load = load_test(env, args)
+        machine["load_after"] = os.getloadavg()
+        write_report(render_section(data, seeding, machine, timings, load, args))
+    finally:
+        shutil.rmtree(static_root, ignore_errors=True)
+    return 0
+
+
+def say(text):
+    print(text, flush=True)
+
+
+# Database ----------------------------------------------------------------------------------
+
+
+def database_url(name):
+    """The URL of database `name` on the server the app uses."""
+    url = os.environ.get("DATABASE_URL") or embedded.database_url()
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def bench_environment(url, static_root):
+    """Production settings (DEBUG off, WhiteNoise, hashed static files) on the bench database."""
+    return {
+        "DATABASE_URL": url,
+        "REDIS_URL": os.environ.get("REDIS_URL") or embedded.redis_url(),
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+        "SECURE_SSL_REDIRECT": "0",
+        "STATIC_ROOT": str(static_root),
+        "CACHE_KEY_PREFIX": "cims-bench",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "cims.settings",
+    }
+
+
+def manage(env, *args):
+    command = [PYTHON, "manage.py", *args]
+    subprocess.run(command, cwd=BASE_DIR, env={**os.environ, **env}, check=True)
+
+
+def prepare_database(url, customers, env):
+    """Create, migrate and seed the database; return how its seeding went, if known.
+
+    The seeding time and date are kept in the database's comment, so a run that reuses the
+    database still reports them.
+    """
+    name = urlsplit(url).path.lstrip("/")
+    with _server(url) as server:
+        if not server.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            say(_("Creating the database %(name)s…") % {"name": name})
+            server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    manage(env, "migrate", "--noinput", "--verbosity", "0")
+    present = _customer_count()
+    values = {"name": name, "present": f"{present:,}", "customers": f"{customers:,}"}
+    if present == customers:
+        say(_("Reusing %(name)s, which holds %(customers)s customers.") % values)
+        return _seeding_record(url, name, customers)
+    if present > customers:
+        raise SystemExit(
+            _(
+                "%(name)s holds %(present)s customers, more than %(customers)s; drop it "
+                "(dropdb %(name)s) to start again."
+            )
+            % values
+        )
+    say(_("Seeding %(name)s with %(customers)s customers (a million take minutes)…") % values)
+    started = time.monotonic()
+    manage(env, "seed_demo", "--customers", str(customers))
+    record = {"customers": customers, "seconds": round(time.monotonic() - started, 1)}
+    record["date"] = datetime.date.today().isoformat()
+    with _server(url) as server:
+        comment = sql.SQL("COMMENT ON DATABASE {} IS {}")
+        server.execute(comment.format(sql.Identifier(name), sql.Literal(json.dumps(record))))
+    return record
+
+
+def _server(url):
+    """A connection to the maintenance database of the server that holds `url`."""
+    import psycopg
+
+    return psycopg.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")), autocommit=True)
+
+
+def _seeding_record(url, name, customers):
+    with _server(url) as server:
+        row = server.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            [name],
+        ).fetchone()
+    try:
+        record = json.loads(row[0])
+    except (TypeError, ValueError):
+        return None
+    return record if record.get("customers") == customers else None
+
+
+def _customer_count():
+    from customers.models import Customer
+
+    return Customer.objects.count()
+
+
+def describe_data():
+    from django.db import connection
+
+    from customers.models import Customer, Interaction, Order
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database(), pg_database_size(current_database())")
+        name, size = cursor.fetchone()
+    return {
+        "name": name,
+        "size": size,
+        "customers": Customer.objects.count(),
+        "orders": Order.objects.count(),
+        "interactions": Interaction.objects.count(),
+    }
+
+
+def describe_machine():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0]
+    return {
+        "cpu": _proc_value("/proc/cpuinfo", "model name") or platform.processor() or "?",
+        "cores": os.cpu_count(),
+        "memory_gb": round(int(_proc_value("/proc/meminfo", "MemTotal").split()[0]) / 1024**2, 1),
+        "system": f"{platform.system()} {platform.release()}",
+        "postgres": postgres,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "load_before": os.getloadavg(),
+    }
+
+
+def _proc_value(path, key):
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(key):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+# Requests inside Django ---------------------------------------------------------------------
+
+
+def measure_requests(count):
+    """Time `count` requests of each kind through the whole Django stack."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(_staff())
+    rng = random.Random(2026)
+    phone_endings = [f"{rng.randrange(10_000):04d}" for _ in range(count)]
+    deep, deep_url = _deep_page({})
+    deep_active, deep_active_url = _deep_page({"status": "active"})
+    kinds = [
+        ("List, first page", LIST_GOAL_MS, lambda i: "/customers/"),
+        (f"List, page {deep:,}", LIST_GOAL_MS, deep_url),
+        ("List, first page, status active", LIST_GOAL_MS, _list({"status": "active"})),
+        (f"List, page {deep_active:,}, status active", LIST_GOAL_MS, deep_active_url),
+        ("Search, two Chinese characters", SEARCH_GOAL_MS, _search(CHINESE_QUERIES)),
+        ("Search, pinyin", SEARCH_GOAL_MS, _search(PINYIN_QUERIES)),
+        ("Search, last four digits of a phone", SEARCH_GOAL_MS, _search(phone_endings)),
+        ("Search, email address", SEARCH_GOAL_MS, _search(_sample_emails(count, rng))),
+    ]
+    return [_time_requests(client, name, goal, url, count) for name, goal, url in kinds]
+
+
+def _list(query):
+    return lambda i: f"/customers/?{urlencode(query)}"
+
+
+def _search(queries):
+    return lambda i: f"/customers/?{urlencode({'q': queries[i % len(queries)]})}"
+
+
+def _deep_page(filters):
+    """(page number, URL) of page 1,000, or of the last page of a smaller list.
+
+    The page is reached through its cursor, which one OFFSET query finds.
+    """
+    from accounts.permissions import visible_customers
+    from cims.paging import keyset_page
+    from customers.filters import DEFAULT_SORT, SORTS
+    from customers.models import Customer
+
+    order = SORTS[DEFAULT_SORT]
+    customers = visible_customers(_staff(), Customer.objects.filter(**filters))
+    number = max(2, min(DEEP_PAGE, (customers.count() - 1) // PAGE_SIZE + 1))
+    start = (number - 1) * PAGE_SIZE - 1
+    ids = customers.order_by(*order).values_list("pk", flat=True)[start : start + 2]
+    # The cursor after the last row of the page before, made by the function the list uses.
+    cursor = keyset_page(customers.filter(pk__in=list(ids)), order=order, size=1).next_cursor
+    return number, _list({**filters, "after": cursor, "page": number})
+
+
+def _staff():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get(username="staff")
+
+
+def _sample_emails(count, rng):
+    from customers.models import Customer
+
+    emails = list(Customer.objects.exclude(email="").values_list("email", flat=True)[:50_000])
+    return rng.sample(emails, min(count, len(emails)))
+
+
+def _time_requests(client, name, goal, url, count):
+    from django.db import connection
+
+    say(_("Timing %(count)s requests: %(name)s…") % {"count": count, "name": name})
+    for i in range(10):  # warm-up: templates, the connection, PostgreSQL's caches
+        _get(client, url(i))
+    total, database = [], []
+    for i in range(count):
+        spent = []
+
+        def timed(execute, sql, params, many, context, spent=spent):
+            started = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                spent.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        with connection.execute_wrapper(timed):
+            _get(client, url(i))
+        total.append((time.perf_counter() - started) * 1000)
+        database.append(sum(spent) * 1000)
+    return Timings(name, goal, total, database)
+
+
+def _get(client, url):
+    response = client.get(url)
+    if response.status_code != 200:
+        raise SystemExit(
+            _("GET %(url)s answered %(status)s.") % {"url": url, "status": response.status_code}
+        )
+    return response
+
+
+# Load test -------------------------------------------------------------------------------
+
+
+def load_test(env, args):
+    """Drive the list's first page on gunicorn with wrk; return wrk's figures."""
+    workers = args.workers or (os.cpu_count() or 1) + 1
+    port = _free_port()
+    say(
+        _("Load test: gunicorn with %(workers)s workers, %(connections)s connections for %(s)s s…")
+        % {"workers": workers, "connections": args.connections, "s": args.duration}
+    )
+    gunicorn = str(Path(PYTHON).parent / "gunicorn")
+    server = subprocess.Popen(
+        [gunicorn, "cims.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+        + ["--log-level", "warning"],
+        cwd=BASE_DIR,
+        env={**os.environ, **env},
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_ready(f"{base}/readyz", server)
+        cookie = _session_cookie()
+        _check_signed_in(f"{base}/customers/", cookie)
+        figures = _run_wrk(f"{base}/customers/", cookie, args)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {**figures, "workers": workers, "connections": args.connections, "s": args.duration}
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_ready(url, server, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(_("gunicorn stopped before it was ready."))
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(_("gunicorn did not answer %(url)s in time.") % {"url": url})
+
+
+def _session_cookie():
+    """A signed-in session of staff, stored in the database gunicorn reads."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(_staff())
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def _check_signed_in(url, cookie):
+    request = urllib.request.Request(url, headers={"Cookie": cookie})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        # Without a valid session the list redirects to the sign-in page.
+        if response.status != 200 or "/accounts/" in response.url:
+            raise SystemExit(_("The load test's session is not signed in."))
+
+
+def _run_wrk(url, cookie, args):
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT)
+        script.flush()
+        command = [
+            "wrk", "--threads", "2", "--connections", str(args.connections),
+            "--duration", f"{args.duration}s", "--timeout", "10s",
+            "--header", f"Cookie: {cookie}", "--script", script.name, url,
+        ]  # fmt: skip
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    return {
+        "rate": result["requests"] / (result["duration_us"] / 1e6),
+        "requests": result["requests"],
+        "errors": sum(result[k] for k in ("non2xx", "connect", "read", "write", "timeout")),
+        **{p: result[p] / 1000 for p in ("p50", "p95", "p99", "max")},
+    }
+
+
+# Report ------------------------------------------------------------------------------------
+
+
+def write_report(section):
+    say("\n" + section)
+    REPORT.parent.mkdir(exist_ok=True)
+    existing = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
+    REPORT.write_text(replace_section(existing, section))
+    say(_("Figures written to %(path)s.") % {"path": REPORT.relative_to(BASE_DIR)})
+
+
+def replace_section(document, section):
+    """`document` with its SECTION replaced by `section`, or `section` added at the end."""
+    lines = document.rstrip("\n").split("\n")
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), len(lines))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    before = "\n".join(lines[:start]).rstrip("\n")
+    after = "\n".join(lines[end:])
+    return f"{before}\n\n{section.rstrip()}\n" + (f"\n{after}\n" if after else "")
+
+
+def render_section(data, seeding, machine, timings, load, args):
+    """The report's section, in Markdown (documentation, so in English)."""
+    seeded = "seeded earlier"
+    if seeding:
+        seeded = f"seeded in {_duration(seeding['seconds'])} on {seeding['date']}"
+    intro = (
+        f"Measured {machine['date']} on {data['customers']:,} customers, {data['orders']:,} "
+        f"orders and {data['interactions']:,} interactions (database `{data['name']}`, "
+        f"{data['size'] / 1024**3:.1f} GB, {seeded} by `seed_demo`)."
+    )
+    return "\n".join(
+        [SECTION, "", intro, "", *_machine_table(machine), "", *_request_table(timings, args)]
+        + ["", *_load_table(load), "", *_reproduce(args, load), ""]
+    )
+
+
+def _machine_table(machine):
+    return [
+        "| Machine | |",
+        "|---|---|",
+        f"| CPU | {machine['cpu']}, {machine['cores']} cores |",
+        f"| Memory | {machine['memory_gb']} GB |",
+        f"| System | {machine['system']} |",
+        f"| PostgreSQL | {machine['postgres']} |",
+        f"| Python | {machine['python']} |",
+        f"| Load average (1, 5, 15 min) | {_load(machine['load_before'])} before, "
+        f"{_load(machine['load_after'])} after |",
+    ]
+
+
+def _request_table(timings, args):
+    lines = [
+        f"### Requests inside Django ({args.requests} of each, signed in as `staff`)",
+        "",
+        "Each request goes through the whole Django stack (middleware, view, template) in the "
+        "test client with production settings; *SQL* is the part spent in the database.",
+        "",
+        "| Request | p50 ms | p95 ms | p99 ms | max ms | SQL p95 ms | Goal (p95) | |",
+        "|---|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for t in timings:
+        figures = [t.percentile(t.total, p) for p in (50, 95, 99, 100)]
+        figures.append(t.percentile(t.database, 95))
+        cells = " | ".join(f"{f:.1f}" for f in figures)
+        lines.append(f"| {t.name} | {cells} | < {t.goal_ms} ms | {_verdict(t.passed)} |")
+    return lines
+
+
+def _load_table(load):
+    passed = (
+        load["rate"] >= THROUGHPUT_GOAL and load["p99"] < LOAD_P99_GOAL_MS and load["errors"] == 0
+    )
+    goal = f"≥ {THROUGHPUT_GOAL}/s, p99 < {LOAD_P99_GOAL_MS} ms, no errors"
+    cells = " | ".join(f"{load[p]:.1f}" for p in ("p50", "p95", "p99", "max"))
+    return [
+        f"### Load test: the list's first page on gunicorn ({load['workers']} workers), "
+        f"wrk with {load['connections']} connections for {load['s']} s",
+        "",
+        "| Requests/s | p50 ms | p95 ms | p99 ms | max ms | Requests | Errors | Goal | |",
+        "|--:|--:|--:|--:|--:|--:|--:|---|---|",
+        f"| {load['rate']:.0f} | {cells} | {load['requests']:,} | {load['errors']} | {goal} | "
+        f"{_verdict(passed)} |",
+        "",
+        "Errors count failed connections, timeouts and every answer other than 2xx.",
+    ]
+
+
+def _reproduce(args, load):
+    return [
+        "To reproduce (`make bench` installs wrk with apt-get when it is missing):",
+        "",
+        "```sh",
+        "make bench                        # a million customers; the first run seeds them",
+        "BENCH_CUSTOMERS=20000 make bench  # a quick run on a small database of its own",
+        f".venv/bin/python -m cims.bench --customers {args.customers} --requests {args.requests} "
+        f"--duration {args.duration} --connections {args.connections} --workers {load['workers']}",
+        "```",
+    ]
+
+
+def _verdict(passed):
+    return "pass" if passed else "**fail**"
+
+
+def _load(averages):
+    return ", ".join(f"{a:.2f}" for a in averages)
+
+
+def _duration(seconds):
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,146 @@
+"""The list's one search box: Chinese names, pinyin, email, phone and company."""
+
+import pytest
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
+
+EVERYONE = {"张伟", "张明伟", "李娜", "黎明", "王小明", "John Smith"}
+
+
+@pytest.fixture
+def people(customer, make_customer):
+    """张伟 (from the customer fixture) and five others who differ from him in one way each."""
+    make_customer(
+        "张明伟",
+        family_name="张",
+        given_name="明伟",
+        phone="+8613700001111",
+        company="杭州明伟茶叶",
+    )
+    make_customer(
+        "李娜",
+        family_name="李",
+        given_name="娜",
+        email="li.na@shop.cn",
+        phone="+8613912345678",
+        company="北京星辰科技",
+    )
+    make_customer("黎明", family_name="黎", given_name="明", phone="+8618600002222")
+    make_customer(
+        "王小明",
+        family_name="王",
+        given_name="小明",
+        email="wxm@example.org",
+        phone="+8618612348000",
+    )
+    make_customer(
+        "John Smith",
+        family_name="Smith",
+        given_name="John",
+        email="john@acme.com",
+        company="Acme Corp",
+    )
+
+
+def found(client, q):
+    response = client.get("/customers/", {"q": q})
+    assert response.status_code == 200, response.content[:500]
+    return {c.display_name for c in response.context["page"].items}
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("张伟", {"张伟"}),
+        ("王小明", {"王小明"}),
+        ("小明", {"王小明"}),
+        ("明伟", {"张明伟"}),
+        ("华东", {"张伟"}),
+        ("星辰科技", {"李娜"}),
+        ("张", {"张伟", "张明伟"}),
+    ],
+)
+def test_staff_finds_customers_by_chinese_name_fragment_or_company(
+    staff_client, people, q, expected
+):
+    assert found(staff_client, q) == expected
+
+
+def test_staff_finds_customer_by_full_pinyin_with_a_space(staff_client, people):
+    result = found(staff_client, "zhang wei")
+    assert "张伟" in result
+    # 张明伟 has both syllables too; nobody without them may match.
+    assert result <= {"张伟", "张明伟"}
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("zhangwei", {"张伟"}),
+        ("ZhangWei", {"张伟"}),
+        ("zw", {"张伟"}),
+        ("zmw", {"张明伟"}),
+        ("wangxiaoming", {"王小明"}),
+        ("li", {"李娜", "黎明"}),
+        ("john", {"John Smith"}),
+        ("smith", {"John Smith"}),
+        ("acme", {"John Smith"}),
+    ],
+)
+def test_staff_finds_customers_by_pinyin_compact_initials_syllable_or_latin_name(
+    staff_client, people, q, expected
+):
+    assert found(staff_client, q) == expected
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("li.na@shop.cn", {"李娜"}),
+        ("LI.NA@SHOP.CN", {"李娜"}),
+        ("@shop.cn", {"李娜"}),
+        ("li.na@", {"李娜"}),
+        ("@example.", {"张伟", "王小明"}),
+    ],
+)
+def test_staff_finds_customers_by_exact_or_partial_email(staff_client, people, q, expected):
+    assert found(staff_client, q) == expected
+
+
+def test_staff_finds_customer_by_the_domain_of_their_email(staff_client, people):
+    assert found(staff_client, "shop.cn") == {"李娜"}
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        "13800138000",
+        "138 0013 8000",
+        "+86 138 0013 8000",
+        "+8613800138000",
+        "138-0013-8000",
+        "+86-138-0013-8000",
+    ],
+)
+def test_staff_finds_customer_by_phone_in_any_format(staff_client, people, q):
+    assert found(staff_client, q) == {"张伟"}
+
+
+def test_staff_finds_customers_by_the_last_four_digits_of_their_phone(staff_client, people):
+    assert found(staff_client, "8000") == {"张伟", "王小明"}
+    assert found(staff_client, "5678") == {"李娜"}
+
+
+def test_search_that_matches_nobody_says_so(staff_client, people):
+    response = staff_client.get("/customers/", {"q": "欧阳"})
+    assert response.status_code == 200
+    assert list(response.context["page"].items) == []
+    assert "No customers match." in response.content.decode()
+
+
+def test_empty_search_lists_everyone(staff_client, people):
+    assert found(staff_client, "   ") == EVERYONE
+
+
+def test_full_width_characters_are_searched_as_half_width(staff_client, people):
+    assert found(staff_client, "ＺＨＡＮＧＷＥＩ") == {"张伟"}
