@@ -50,6 +50,8 @@ def run():
         say("Stopped.")
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # A shell starts background jobs with Ctrl-C ignored; `run` must still stop on it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         manage("migrate", "--noinput")
         manage("seed_demo")
