@@ -24,4 +24,5 @@ RUN DEBUG=0 SECRET_KEY=build DATABASE_URL=postgres://build@localhost/build \
 RUN mkdir -p var/media var/beat && chown -R cims:cims var
 USER cims
 EXPOSE 8000
-CMD ["gunicorn", "cims.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+# The workers' heartbeat files go to memory: on a container's overlay disk they stall requests.
+CMD ["gunicorn", "cims.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-tmp-dir", "/dev/shm", "--access-logfile", "-"]

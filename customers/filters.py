@@ -36,7 +36,20 @@ FILTER_OPTIONS_KEY = "customers:filter-options-version"
 
 
 def filter_options_version():
-    return cache.get_or_set(FILTER_OPTIONS_KEY, lambda: uuid.uuid4().hex, timeout=None)
+    return cache.get_or_set(FILTER_OPTIONS_KEY, lambda: uuid.uuid4().hex, timeout=24 * 60 * 60)
+
+
+# The active custom fields, for the filter options version they were read at. Every list request
+# reads the version anyway, so this spares it a query while the definitions stay the same.
+_custom_fields = {}
+
+
+def active_custom_fields():
+    version = filter_options_version()
+    if version not in _custom_fields:
+        _custom_fields.clear()
+        _custom_fields[version] = list(CustomField.objects.filter(active=True))
+    return _custom_fields[version]
 
 
 def forget_filter_options(**kwargs):
@@ -113,7 +126,7 @@ class CustomerFilter(django_filters.FilterSet):
 
     def __init__(self, data=None, *args, **kwargs):
         super().__init__(data, *args, **kwargs)
-        self.custom_fields = list(CustomField.objects.filter(active=True))
+        self.custom_fields = active_custom_fields()
         for field in self.custom_fields:
             self.filters.update(_attribute_filters(field))
 

@@ -13,10 +13,21 @@ PASSWORD = "correct-horse-battery-staple"
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(settings, worker_id):
-    # Parallel test processes share one Redis; keep their cache keys apart.
+    # Parallel test processes share one Redis; keep their cache keys apart. Each test starts
+    # with fresh filter options, as the rows a previous test cached them from are rolled back.
+    from django.core.cache import cache
+
+    from customers.filters import FILTER_OPTIONS_KEY
+
     settings.CACHES = {
-        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"cims-test-{worker_id}"}
+        "default": {
+            **settings.CACHES["default"],
+            "KEY_PREFIX": f"cims-test-{worker_id}-{os.getpid()}",
+        }
     }
+    cache.delete(FILTER_OPTIONS_KEY)
+    yield
+    cache.delete(FILTER_OPTIONS_KEY)
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,17 @@ def assert_fits_the_screen(page):
     )
 
 
+def assert_filters_stay_beside_the_results(page):
+    """On a wide screen the filter column ends where the results begin, never over them."""
+    results = page.locator("#results").bounding_box()
+    filters_right = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('#list-form *')]"
+        ".map((e) => e.getBoundingClientRect().right))"
+    )
+    if results["x"] > page.locator("#list-form").bounding_box()["x"]:  # side by side
+        assert filters_right <= results["x"] + 1
+
+
 # Chinese is what most users see; English words are longer and wrap less readily.
 @pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
 def test_customer_pages_fit_the_screen(staff_page, customers, screenshot, locale):
@@ -26,6 +37,7 @@ def test_customer_pages_fit_the_screen(staff_page, customers, screenshot, locale
     page.goto("/customers/")
     expect(page.get_by_role("link", name="张伟")).to_be_visible()
     assert_fits_the_screen(page)
+    assert_filters_stay_beside_the_results(page)
     if locale == "zh-CN":
         screenshot(page, "customer-list")
 
