@@ -13,6 +13,7 @@ changes (see `Customer.refresh_search_fields`):
 `search_q` turns what a user typed into a filter over those columns (or over email and phone).
 """
 
+import functools
 import re
 import unicodedata
 
@@ -174,9 +175,24 @@ def _chinese_q(query):
     return condition
 
 
+@functools.cache
+def pinyin_syllables():
+    """Every Mandarin syllable without its tone, as the search keys spell them (lv for lü)."""
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    readings = {reading for value in pinyin_dict.values() for reading in value.split(",")}
+    decomposed = (unicodedata.normalize("NFD", r).replace("u\u0308", "v") for r in readings)
+    plain = {"".join(c for c in reading if c.isascii()) for reading in decomposed}
+    return frozenset(syllable for syllable in plain if syllable.isalpha())
+
+
 def _latin_q(query):
     tokens = ["".join(_WORD.findall(t)) or t for t in query.split()]
     compact = "".join(tokens)
+    if len(tokens) > 1 and all(token in pinyin_syllables() for token in tokens):
+        # "zhang wei", "li na": names with all these syllables. The keys answer this from their
+        # index; the trigrams of pinyin (ang, han, eng) are in most rows and cost far more.
+        return Q(search_keys__contains=tokens)
     if len(compact) <= 2:
         # Too short for trigrams: initials (zw), a pinyin syllable (li) or a short name word.
         return Q(search_keys__contains=[compact])

@@ -66,9 +66,9 @@ def _page_number(request):
 SORTED_SEARCH_MATCHES = 4000
 
 
-def _few_search_matches(filterset, count, estimated):
-    searching = bool(filterset.form.cleaned_data.get("q"))
-    return searching and not estimated and count <= SORTED_SEARCH_MATCHES
+def _few_search_matches(filterset, count):
+    """Whether a search's matches (counted, or estimated by PostgreSQL) are few enough to sort."""
+    return bool(filterset.form.cleaned_data.get("q")) and count <= SORTED_SEARCH_MATCHES
 
 
 @require_GET
@@ -99,7 +99,7 @@ def customer_list(request):
             size=size,
             after=request.GET.get("after"),
             before=request.GET.get("before"),
-            sort=_few_search_matches(filterset, count, estimated),
+            sort=_few_search_matches(filterset, count),
         )
     except BadCursor:
         raise BadRequest(_("This page link is not valid. Go back to the first page.")) from None

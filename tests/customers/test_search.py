@@ -75,6 +75,16 @@ def test_staff_finds_customer_by_full_pinyin_with_a_space(staff_client, people):
 
 @pytest.mark.parametrize(
     ("q", "expected"),
+    [("wei zhang", {"张伟", "张明伟"}), ("ming li", {"黎明"}), ("li na", {"李娜"})],
+)
+def test_pinyin_syllables_typed_apart_find_names_with_all_of_them_in_any_order(
+    staff_client, people, q, expected
+):
+    assert found(staff_client, q) == expected
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
     [
         ("zhangwei", {"张伟"}),
         ("ZhangWei", {"张伟"}),
