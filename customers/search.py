@@ -183,19 +183,51 @@ def pinyin_syllables():
     readings = {reading for value in pinyin_dict.values() for reading in value.split(",")}
     decomposed = (unicodedata.normalize("NFD", r).replace("u\u0308", "v") for r in readings)
     plain = {"".join(c for c in reading if c.isascii()) for reading in decomposed}
-    return frozenset(syllable for syllable in plain if syllable.isalpha())
+    # Without a vowel a reading is an interjection (嗯 ng, 呣 m), never part of a name.
+    return frozenset(s for s in plain if s.isalpha() and any(vowel in s for vowel in "aeiouv"))
+
+
+def syllable_readings(letters, limit=4):
+    """The ways to split `letters` into two or more pinyin syllables: "xian" -> [(xi, an)].
+
+    Returns at most `limit` readings, and none for text that is not all syllables or is longer
+    than a name is likely to be.
+    """
+    if len(letters) > 24 or not letters.isalpha():
+        return []
+    syllables = pinyin_syllables()
+
+    @functools.cache
+    def split(start):
+        if start == len(letters):
+            return [()]
+        readings = []
+        for end in range(min(len(letters), start + 6), start, -1):
+            if letters[start:end] in syllables:
+                readings += [(letters[start:end], *rest) for rest in split(end)]
+        return readings[:limit]
+
+    return [reading for reading in split(0) if len(reading) > 1][:limit]
 
 
 def _latin_q(query):
     tokens = ["".join(_WORD.findall(t)) or t for t in query.split()]
     compact = "".join(tokens)
-    if len(tokens) > 1 and all(token in pinyin_syllables() for token in tokens):
-        # "zhang wei", "li na": names with all these syllables. The keys answer this from their
-        # index; the trigrams of pinyin (ang, han, eng) are in most rows and cost far more.
-        return Q(search_keys__contains=tokens)
     if len(compact) <= 2:
         # Too short for trigrams: initials (zw), a pinyin syllable (li) or a short name word.
         return Q(search_keys__contains=[compact])
+    if all(token in pinyin_syllables() for token in tokens):
+        # "wang", "zhang wei": names with all these syllables, found through the keys' index.
+        # Pinyin's trigrams (ang, han, eng) are in most rows, and gathering them costs far more.
+        return Q(search_keys__contains=tokens)
+    if readings := syllable_readings(compact):
+        # "zhangwei", "xiuying": the keys find the names with the syllables of each way to read
+        # the letters, and the text check keeps those where the letters are adjacent.
+        candidates = Q()
+        for syllables in readings:
+            candidates |= Q(search_keys__contains=list(syllables))
+        adjacent = GreaterThan(StrIndex("search_text", Value(compact)), 0)
+        return candidates & Q(adjacent)
     condition = Q(search_text__contains=compact)
     if (typed := query.replace(" ", "")) != compact:
         # Punctuation belongs to email domains and some names: shop.cn, o'neil.

@@ -105,6 +105,8 @@ def customer_list(request):
         raise BadRequest(_("This page link is not valid. Go back to the first page.")) from None
     number = _page_number(request)
     context.update(page=page, page_number=number, count=count, estimated=estimated)
+    # Past the limit with an estimate below it, all that is known is "more than the limit".
+    context["count_limit"] = settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT
     template = "customers/customer_list.html"
     if request.htmx and request.htmx.target == "results":
         template += "#results"

@@ -133,6 +133,20 @@ def celery_worker(celery_worker_session, transactional_db):
 
 
 @pytest.fixture
+def planner_expects(monkeypatch):
+    """Make PostgreSQL's row estimate (EXPLAIN) say `rows`; counting still reads the table."""
+    import json
+
+    from django.db.models import QuerySet
+
+    def expect(rows):
+        plan = json.dumps([{"Plan": {"Plan Rows": rows}}])
+        monkeypatch.setattr(QuerySet, "explain", lambda self, **options: plan)
+
+    return expect
+
+
+@pytest.fixture
 def make_customer(db):
     """Create a customer through save(), so its search columns are filled."""
 

@@ -1,22 +1,11 @@
 import datetime
-import json
 
 import pytest
-from django.db.models import QuerySet
 
 from cims.paging import count_matches, keyset_page
 from customers.models import Customer
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def planner_expects(monkeypatch):
-    def expect(rows):
-        plan = json.dumps([{"Plan": {"Plan Rows": rows}}])
-        monkeypatch.setattr(QuerySet, "explain", lambda self, **options: plan)
-
-    return expect
 
 
 @pytest.fixture

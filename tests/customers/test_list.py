@@ -369,13 +369,24 @@ def test_count_is_exact_below_the_limit(staff_client, sixty, settings):
     assert "estimated" not in response.content.decode()
 
 
-def test_count_past_the_limit_is_worded_as_an_estimate(staff_client, sixty, settings):
+def test_count_past_the_limit_is_worded_as_an_estimate(
+    staff_client, sixty, settings, planner_expects
+):
     settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT = 10
+    planner_expects(57)
     response = staff_client.get("/customers/")
-    count = response.context["count"]
-    assert response.context["estimated"] is True
-    assert count > 10
-    assert f"About {count:,} customers (estimated)" in response.content.decode()
+    assert (response.context["count"], response.context["estimated"]) == (57, True)
+    assert "About 57 customers (estimated)" in response.content.decode()
+
+
+def test_count_past_the_limit_with_a_lower_estimate_says_more_than_the_limit(
+    staff_client, sixty, settings, planner_expects
+):
+    settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT = 10
+    planner_expects(8)
+    response = staff_client.get("/customers/")
+    assert (response.context["count"], response.context["estimated"]) == (11, True)
+    assert "More than 10 customers" in response.content.decode()
 
 
 def test_count_of_one_is_singular(staff_client, customer):
