@@ -37,6 +37,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from psycopg import sql
 
 from cims import embedded
+from cims.devstack import wait_until_ready
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -463,17 +464,11 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def _wait_until_ready(url, server, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(_("gunicorn stopped before it was ready."))
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
+def _wait_until_ready(url, server):
+    if wait_until_ready(url, [server]):
+        return
+    if server.poll() is not None:
+        raise SystemExit(_("gunicorn stopped before it was ready."))
     raise SystemExit(_("gunicorn did not answer %(url)s in time.") % {"url": url})
 
 

@@ -66,7 +66,7 @@ def run():
             )
         )
         children.append(subprocess.Popen([*celery, "beat", "--loglevel=INFO"], cwd=BASE_DIR))
-        _wait_until_ready(f"http://127.0.0.1:{port}/readyz", children)
+        wait_until_ready(f"http://127.0.0.1:{port}/readyz", children)
         password = os.environ.get("DEMO_PASSWORD", "cims-demo-2026")
         say(f"\nCIMS is running at http://127.0.0.1:{port}")
         say(f"Sign in as staff, manager, admin, staff2, viewer or auditor, password {password}")
@@ -83,17 +83,19 @@ def run():
         stop()
 
 
-def _wait_until_ready(url, children, timeout=60):
+def wait_until_ready(url, processes, timeout=60):
+    """Whether `url` answered 200 before one of `processes` ended or `timeout` seconds passed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children):
-            return
+        if any(process.poll() is not None for process in processes):
+            return False
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
-                    return
+                    return True
         except OSError:
-            time.sleep(0.3)
+            time.sleep(0.2)
+    return False
 
 
 def test(args):
