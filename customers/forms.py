@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team
 from customers import places
-from customers.filters import split_tags
+from customers.filters import active_custom_fields, split_tags
 from customers.models import (
     BulkAction,
     Consent,
@@ -20,8 +20,7 @@ from customers.models import (
     SavedView,
     Status,
 )
-from customers.search import normalize_phone
-from customers.templatetags.customers import phone as format_phone
+from customers.phones import format_phone, normalize_phone
 
 MAX_TAGS = 20
 DATETIME_WIDGET = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
@@ -110,7 +109,7 @@ class CustomerForm(forms.ModelForm):
                 "This form is out of date. Reload the page and make your changes again."
             )
             self.initial["phone"] = format_phone(self.instance.phone)
-        self.custom_fields = list(CustomField.objects.filter(active=True))
+        self.custom_fields = active_custom_fields()
         for definition in self.custom_fields:
             name = f"attr_{definition.key}"
             self.fields[name] = attribute_form_field(definition)

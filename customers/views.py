@@ -32,7 +32,7 @@ from customers.forms import (
     SavedViewForm,
 )
 from customers.models import BulkAction, Customer, CustomField, SavedView, Tag
-from customers.search import normalize_phone
+from customers.phones import normalize_phone
 from customers.tasks import run_bulk_action
 
 # What a row of the list shows, and every column a sort (and so a page link) needs.
@@ -91,7 +91,8 @@ def customer_list(request):
     }
     if not filterset.is_valid():
         return render(request, "customers/customer_list.html", context, status=400)
-    count, estimated = count_matches(filterset.qs, limit=settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT)
+    limit = settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT
+    count, estimated = count_matches(filterset.qs, limit=limit)
     try:
         page = keyset_page(
             filterset.qs,
@@ -104,9 +105,10 @@ def customer_list(request):
     except BadCursor:
         raise BadRequest(_("This page link is not valid. Go back to the first page.")) from None
     number = _page_number(request)
-    context.update(page=page, page_number=number, count=count, estimated=estimated)
     # Past the limit with an estimate below it, all that is known is "more than the limit".
-    context["count_limit"] = settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT
+    context.update(
+        page=page, page_number=number, count=count, estimated=estimated, count_limit=limit
+    )
     template = "customers/customer_list.html"
     if request.htmx and request.htmx.target == "results":
         template += "#results"

@@ -1,10 +1,7 @@
-import functools
 import uuid
 from html import escape
 
-import phonenumbers
 from django import template
-from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -12,6 +9,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
 from customers.models import Status
+from customers.phones import format_phone
 
 register = template.Library()
 
@@ -21,24 +19,7 @@ CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "HKD": "
 
 @register.filter
 def phone(value):
-    """+8613800138000 -> 138 0013 8000 at home, +1 360-693-4419 abroad."""
-    if not value:
-        return ""
-    if value.startswith("+86") and len(value) == 14 and settings.PHONE_DEFAULT_REGION == "CN":
-        # Chinese mobile numbers, most of any list, skip the general (and slow) formatter.
-        return f"{value[3:6]} {value[6:10]} {value[10:]}"
-    return _format_phone(value)
-
-
-@functools.lru_cache(maxsize=4096)
-def _format_phone(value):
-    try:
-        number = phonenumbers.parse(value)
-    except phonenumbers.NumberParseException:
-        return value
-    home = phonenumbers.region_code_for_number(number) == settings.PHONE_DEFAULT_REGION
-    style = phonenumbers.PhoneNumberFormat
-    return phonenumbers.format_number(number, style.NATIONAL if home else style.INTERNATIONAL)
+    return format_phone(value)
 
 
 @register.filter
