@@ -9,9 +9,8 @@ from accounts.models import Team, User
 class UserAdmin(BaseUserAdmin):
     fieldsets = (
         *BaseUserAdmin.fieldsets,
-        (_("CIMS"), {"fields": ("language", "teams")}),
+        (_("CIMS"), {"fields": ("language",)}),
     )
-    filter_horizontal = ("groups", "user_permissions", "teams")
 
 
 @admin.register(Team)

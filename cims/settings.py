@@ -51,6 +51,10 @@ INSTALLED_APPS = [
     "django.forms",
     "django_filters",
     "django_htmx",
+    "guardian",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "accounts",
     "customers",
     "intake",
@@ -135,6 +139,12 @@ CACHES = {
 }
 
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+# Customers are never visible to anonymous visitors, so guardian needs no anonymous user.
+ANONYMOUS_USER_NAME = None
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "customers:list"
 LOGOUT_REDIRECT_URL = "accounts:login"

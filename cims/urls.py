@@ -10,6 +10,8 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("accounts/", include("accounts.urls")),
     path("customers/", include("customers.urls")),
+    path("manage/", include("accounts.manage_urls")),
+    path("audit/", include("accounts.audit_urls")),
     path("admin/", admin.site.urls),
 ]
 

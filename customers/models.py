@@ -12,6 +12,7 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from cims.ids import uuid7
 from customers import search
@@ -284,6 +285,18 @@ class Customer(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("customer")
         verbose_name_plural = _("customers")
+        # Role-wide abilities, given to roles (groups). Which customers a user may view, change
+        # or delete is decided per object in accounts.permissions.
+        permissions = [
+            ("view_all_customers", _("Can view every customer")),
+            ("change_all_customers", _("Can change and delete every customer")),
+            ("view_team_customers", _("Can view the customers of their teams")),
+            ("change_team_customers", _("Can change and delete the customers of their teams")),
+            ("view_sensitive_data", _("Can view sensitive data")),
+            ("share_customer", _("Can share customers they own or manage")),
+            ("bulk_change_customers", _("Can change customers in bulk")),
+            ("export_customers", _("Can export customers")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["email"], condition=~Q(email=""), name="customer_unique_email"
@@ -827,3 +840,27 @@ class ArrayAppend(models.Func):
 class ArrayRemove(models.Func):
     function = "array_remove"
     output_field = ArrayField(models.CharField(max_length=50))
+
+
+class CustomerUserPermission(UserObjectPermissionBase):
+    """A customer shared with one user (django-guardian's direct foreign key table)."""
+
+    # Deletes cascade in the database, as they do from customers to their records. Permissions
+    # are never deleted while in use: the foreign key refuses it.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.DB_CASCADE)
+    permission = models.ForeignKey("auth.Permission", on_delete=models.DO_NOTHING)
+    content_object = models.ForeignKey(Customer, on_delete=models.DB_CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        indexes = [models.Index(fields=["user", "permission"], name="customer_user_perm_idx")]
+
+
+class CustomerTeamPermission(GroupObjectPermissionBase):
+    """A customer shared with a team, through the team's group."""
+
+    group = models.ForeignKey("auth.Group", on_delete=models.DB_CASCADE)
+    permission = models.ForeignKey("auth.Permission", on_delete=models.DO_NOTHING)
+    content_object = models.ForeignKey(Customer, on_delete=models.DB_CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        indexes = [models.Index(fields=["group", "permission"], name="customer_team_perm_idx")]

@@ -4,7 +4,9 @@ import os
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
+from accounts import roles
 from accounts.models import Team
 from customers.models import Customer
 
@@ -42,45 +44,53 @@ def teams(db):
     return Team.objects.create(name="华东销售"), Team.objects.create(name="North Sales")
 
 
-def _user(username, *, teams=(), **extra):
+def make_user(username, *, role=None, teams=(), **extra):
+    """A user with one of the built-in roles (accounts.roles) and the given teams."""
     user = get_user_model().objects.create_user(username=username, password=PASSWORD, **extra)
-    user.teams.set(teams)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    for team in teams:
+        team.members.add(user)
     return user
 
 
 @pytest.fixture
 def admin_user(db):
-    return _user("admin", is_staff=True, is_superuser=True)
+    return make_user("admin", role=roles.ADMINISTRATOR, is_staff=True, is_superuser=True)
 
 
 @pytest.fixture
 def manager(teams):
-    return _user("manager", teams=[teams[0]], first_name="Mei", last_name="Lin")
+    return make_user(
+        "manager", role=roles.MANAGER, teams=[teams[0]], first_name="Mei", last_name="Lin"
+    )
 
 
 @pytest.fixture
 def staff(teams):
-    return _user("staff", teams=[teams[0]], first_name="伟", last_name="张")
+    return make_user(
+        "staff", role=roles.STAFF, teams=[teams[0]], first_name="伟", last_name="张"
+    )
 
 
 @pytest.fixture
 def staff2(teams):
-    return _user("staff2", teams=[teams[1]])
+    return make_user("staff2", role=roles.STAFF, teams=[teams[1]])
 
 
 @pytest.fixture
 def viewer(teams):
-    return _user("viewer", teams=[teams[0]])
+    return make_user("viewer", role=roles.VIEWER, teams=[teams[0]])
 
 
 @pytest.fixture
 def auditor(db):
-    return _user("auditor")
+    return make_user("auditor", role=roles.AUDITOR)
 
 
 @pytest.fixture
 def outsider(db):
-    return _user("outsider", is_active=False)
+    return make_user("outsider", role=roles.STAFF, is_active=False)
 
 
 @pytest.fixture

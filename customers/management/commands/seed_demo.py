@@ -16,12 +16,14 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import django
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts import roles
 from accounts.models import Team
 from customers import demo
 from customers.models import Consent, Customer, Interaction, Order, Tag
@@ -37,12 +39,12 @@ SLOWEST_INDEX = "customer_search_text_idx"
 EAST_TEAM, SOUTH_TEAM = "华东销售", "华南销售"
 # username: (given name, family name, team, administrator)
 USERS = {
-    "admin": ("敏", "周", None, True),
-    "manager": ("美玲", "林", EAST_TEAM, False),
-    "staff": ("伟", "张", EAST_TEAM, False),
-    "staff2": ("晓东", "陈", SOUTH_TEAM, False),
-    "viewer": ("洋", "刘", EAST_TEAM, False),
-    "auditor": ("静", "赵", None, False),
+    "admin": ("敏", "周", None, roles.ADMINISTRATOR),
+    "manager": ("美玲", "林", EAST_TEAM, roles.MANAGER),
+    "staff": ("伟", "张", EAST_TEAM, roles.STAFF),
+    "staff2": ("晓东", "陈", SOUTH_TEAM, roles.STAFF),
+    "viewer": ("洋", "刘", EAST_TEAM, roles.VIEWER),
+    "auditor": ("静", "赵", None, roles.AUDITOR),
 }
 OWNERS = ("manager", "staff", "staff2")
 
@@ -141,7 +143,8 @@ def ensure_users(password):
     """Create the demo users and teams (or bring them back to their demo state)."""
     teams = {name: Team.objects.get_or_create(name=name)[0] for name in (EAST_TEAM, SOUTH_TEAM)}
     users = {}
-    for username, (given, family, team, administrator) in USERS.items():
+    for username, (given, family, team, role) in USERS.items():
+        administrator = role == roles.ADMINISTRATOR
         user, created = get_user_model().objects.update_or_create(
             username=username,
             defaults={
@@ -156,8 +159,9 @@ def ensure_users(password):
         if created:
             user.set_password(password)
             user.save(update_fields=["password"])
+        user.groups.add(Group.objects.get(name=role))
         if team:
-            user.teams.add(teams[team])
+            teams[team].members.add(user)
         users[username] = user
 
     def owner(name):
