@@ -1,5 +1,27 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from accounts import manage_views as views
 
 app_name = "manage"
 
-urlpatterns = []
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("users/", views.user_list, name="users"),
+    path("users/new/", views.user_create, name="user_create"),
+    path("users/<int:pk>/", views.user_edit, name="user_edit"),
+    path("users/<int:pk>/deactivate/", views.user_deactivate, name="user_deactivate"),
+    path("users/<int:pk>/reactivate/", views.user_reactivate, name="user_reactivate"),
+    path(
+        "users/<int:pk>/two-factor/reset/",
+        views.user_reset_two_factor,
+        name="user_reset_two_factor",
+    ),
+    path("roles/", views.role_list, name="roles"),
+    path("roles/new/", views.role_create, name="role_create"),
+    path("roles/<int:pk>/", views.role_edit, name="role_edit"),
+    path("roles/<int:pk>/delete/", views.role_delete, name="role_delete"),
+    path("teams/", views.team_list, name="teams"),
+    path("teams/new/", views.team_create, name="team_create"),
+    path("teams/<int:pk>/", views.team_edit, name="team_edit"),
+    path("teams/<int:pk>/delete/", views.team_delete, name="team_delete"),
+]

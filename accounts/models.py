@@ -69,3 +69,6 @@ class User(AbstractUser):
         if self.last_name and self.first_name and not self.first_name.isascii():
             return f"{self.last_name}{self.first_name}"
         return self.get_full_name() or self.username
+
+
+from accounts.audit import AuditEntry  # noqa: E402,F401

@@ -70,6 +70,7 @@ def run():
         password = os.environ.get("DEMO_PASSWORD", "cims-demo-2026")
         say(f"\nCIMS is running at http://127.0.0.1:{port}")
         say(f"Sign in as staff, manager, admin, staff2, viewer or auditor, password {password}")
+        say("(admin and manager set up an authenticator app on their first sign-in)")
         say("Press Ctrl-C to stop.\n")
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

@@ -5,6 +5,7 @@ see docs/configuration.md for every variable.
 """
 
 import os
+import ssl
 from pathlib import Path
 
 import dj_database_url
@@ -69,9 +70,17 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Lets the audit trail record who did something, and from where, without being told.
+    "accounts.audit.AuditContextMiddleware",
+    # Sets request.user.otp_device and is_verified() from the session (two-factor sign-in).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "accounts.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After messages: they tell a user why their session ended or what they must do first.
+    "accounts.middleware.SessionTimeoutMiddleware",
+    "accounts.middleware.TwoFactorMiddleware",
+    "accounts.middleware.NoStoreMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -150,14 +159,38 @@ LOGIN_REDIRECT_URL = "customers:list"
 LOGOUT_REDIRECT_URL = "accounts:login"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Argon2 first: new passwords use it, and older hashes are re-hashed with it at the next sign-in.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
 
-# Sessions are read from Redis and written through to PostgreSQL, so they survive a restart.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
-SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 60 * 60)
+# Sign-in throttling (accounts/security.py), counted in Redis. Failed passwords and codes count
+# per account and per client address (see TRUSTED_PROXY_COUNT) within LOGIN_FAILURE_WINDOW
+# seconds of the first; reaching a limit refuses sign-in for LOGIN_LOCKOUT_SECONDS.
+LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 15 * 60)
+LOGIN_ACCOUNT_FAILURE_LIMIT = env_int("LOGIN_ACCOUNT_FAILURE_LIMIT", 5)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 15 * 60)
+# Two-factor authentication (accounts/two_factor.py): the name authenticator apps show.
+OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "CIMS")
+
+# Sessions are read from Redis and written through to PostgreSQL, so they survive a restart;
+# while Redis is unreachable they are read from PostgreSQL (accounts/sessions.py).
+SESSION_ENGINE = "accounts.sessions"
+# A session ends after SESSION_IDLE_TIMEOUT seconds without a request, and SESSION_MAX_AGE
+# seconds after signing in however active it is (accounts.middleware.SessionTimeoutMiddleware).
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_TIMEOUT", 30 * 60)
+SESSION_MAX_AGE = env_int("SESSION_MAX_AGE", 12 * 60 * 60)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
@@ -242,6 +275,10 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 2000)
 CELERY_BROKER_URL = os.environ.get(
     "CELERY_BROKER_URL", REDIS_URL.replace("unix://", "redis+socket://", 1)
 )
+# Celery takes a rediss:// address without ssl_cert_reqs as "do not check the certificate";
+# redis-py (the cache) checks it. Check it in both.
+if CELERY_BROKER_URL.startswith("rediss://") and "ssl_cert_reqs=" not in CELERY_BROKER_URL:
+    CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -263,6 +300,41 @@ CELERY_BEAT_SCHEDULE = {
 CUSTOMER_LIST_EXACT_COUNT_LIMIT = env_int("CUSTOMER_LIST_EXACT_COUNT_LIMIT", 1000)
 # Bulk changes to more customers than this run in the background with a progress bar.
 BULK_ACTION_INLINE_LIMIT = env_int("BULK_ACTION_INLINE_LIMIT", 500)
+
+# --- Encryption at rest of customers' phone, email, birthday and street (cims/crypto.py) ---
+# Keys come from the environment or secret files (NAME_FILE), never the database: entries
+# "<version>:<base64 key>", the highest version encrypting, and a separate key for the blind
+# indexes that search by exact value. Without them a development checkout (DEBUG) generates its
+# own key file on first use; production refuses to start.
+FIELD_ENCRYPTION_KEYS = env_secret("FIELD_ENCRYPTION_KEYS", "")
+BLIND_INDEX_KEY = env_secret("BLIND_INDEX_KEY", "")
+FIELD_ENCRYPTION_DEV_KEYS_FILE = VAR_DIR / "keys" / "field-keys.json" if DEBUG else None
+# --- end of encryption settings ---
+
+# --- Audit trail (accounts/audit.py; docs/configuration.md, "Audit trail") ---
+# How many reverse proxies in front of CIMS append to X-Forwarded-For. With 0 the client address
+# is REMOTE_ADDR and the header is ignored, so a client cannot forge its address in the trail.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# Signed checkpoints of the chain's head live outside the database, so that a chain rewritten
+# in the database does not match them. Keep this directory on other storage in production.
+AUDIT_CHECKPOINT_DIR = Path(os.environ.get("AUDIT_CHECKPOINT_DIR", VAR_DIR / "audit-checkpoints"))
+AUDIT_CHECKPOINT_INTERVAL = env_int("AUDIT_CHECKPOINT_INTERVAL", 15 * 60)
+# An Ed25519 private key (PEM). Development creates one on first use; production must provide
+# it, or signing a checkpoint raises ImproperlyConfigured (and `check --deploy` reports it).
+AUDIT_SIGNING_KEY_FILE = os.environ.get(
+    "AUDIT_SIGNING_KEY_FILE", str(VAR_DIR / "keys" / "audit-signing-key.pem") if DEBUG else ""
+)
+AUDIT_SIGNING_KEY_AUTOCREATE = env_bool("AUDIT_SIGNING_KEY_AUTOCREATE", DEBUG)
+# Public keys (PEM, several after a rotation) to verify checkpoints with; default: the signing
+# key's own.
+AUDIT_PUBLIC_KEY_FILE = os.environ.get("AUDIT_PUBLIC_KEY_FILE", "")
+# Key of the hashes that let auditors compare masked sensitive values; default: SECRET_KEY.
+AUDIT_HASH_KEY = env_secret("AUDIT_HASH_KEY", "")
+CELERY_BEAT_SCHEDULE["write-audit-checkpoint"] = {
+    "task": "accounts.tasks.write_audit_checkpoint",
+    "schedule": AUDIT_CHECKPOINT_INTERVAL,
+}
+# --- end of audit trail ---
 
 LOGGING = {
     "version": 1,

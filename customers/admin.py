@@ -1,16 +1,30 @@
 from django.contrib import admin
 
+from accounts.permissions import can, visible_customers
 from customers.models import Customer, CustomField, SavedView, Tag
 
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["display_name", "email", "phone", "company", "status", "created_at"]
+    # Sensitive fields are left out of the admin's lists: the app's pages mask and audit them.
+    list_display = ["display_name", "company", "status", "owner", "created_at"]
     list_filter = ["status", "source"]
-    search_fields = ["email", "phone", "display_name"]
+    search_fields = ["display_name", "company"]
     raw_id_fields = ["owner"]
     readonly_fields = ["created_at", "updated_at", "created_by", "updated_by", "version"]
     show_full_result_count = False  # an exact count of a million rows on every page is slow
+
+    def get_queryset(self, request):
+        return visible_customers(request.user, super().get_queryset(request))
+
+    def has_view_permission(self, request, obj=None):
+        return obj is None or can(request.user, "view", obj)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None or can(request.user, "change", obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return obj is None or can(request.user, "delete", obj)
 
 
 @admin.register(CustomField)

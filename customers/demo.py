@@ -4,6 +4,8 @@ Customer number i is always generated from the same seeded random stream, so the
 the same customer, orders and interactions on every run and on every machine. Times are offsets
 back from an anchor moment (when the data set was first created), ids are UUIDv7 built from those
 times, and phones and emails embed the index, so every natural key is unique and stable too.
+Phone, email, birthday and street are written encrypted, with their blind indexes, as
+Customer.save() would write them (only the random nonces differ from run to run).
 
 The functions here only produce rows; `seed_demo` writes them to the database.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 from cims.ids import uuid7_int
 from customers import search
+from customers.fields import encrypted_fields
 from customers.models import (
     Channel,
     ConsentPurpose,
@@ -372,7 +375,7 @@ CUSTOMER_COLUMNS = (
     "company", "job_title", "country", "province", "city", "district", "street", "postcode",
     "source", "status", "tags", "owner_id", "team_id", "notes", "attributes", "created_at",
     "updated_at", "created_by_id", "updated_by_id", "version", "name_pinyin", "search_text",
-    "search_keys",
+    "search_keys", "email_index", "phone_index", "phone_last4_index",
 )  # fmt: skip
 ORDER_COLUMNS = (
     "id", "customer_id", "source_system", "external_id", "ordered_at", "amount", "currency",
@@ -502,6 +505,7 @@ class CustomerFactory:
         self.today = moment(anchor).date().toordinal()
         self._names = {}
         self._companies = {}
+        self._sealers = {field.name: field.seal for field in encrypted_fields(Customer)}
 
     def build(self, index):
         """(row for CUSTOMER_COLUMNS, Profile) of customer `index`."""
@@ -525,14 +529,20 @@ class CustomerFactory:
         birthday = None
         if rng.random() < 0.75:
             birthday = datetime.date.fromordinal(self.today - between(rng, 18 * 365, 70 * 365))
-        columns = search.combine_search_fields(name_terms, self._company_terms(company), email)
+        columns = search.combine_search_fields(name_terms, self._company_terms(company))
+        phone = phone_number(index)
+        # The associated data names the row by its UUID in the usual hyphenated form.
+        row_id = f"{pk[:8]}-{pk[8:12]}-{pk[12:16]}-{pk[16:20]}-{pk[20:]}"
+        seal = self._sealers
         row = (
-            pk, display_name, family, given, gender, birthday, email, phone_number(index),
-            company, job_title, "CN", province, city, district, street, postcode, source, status,
+            pk, display_name, family, given, gender, seal["birthday"](birthday, row_id),
+            seal["email"](email, row_id), seal["phone"](phone, row_id), company, job_title, "CN",
+            province, city, district, seal["street"](street, row_id), postcode, source, status,
             pg_array(_tags(rng, age, status, company)), owner_id, team_id,
             choose(rng, NOTES) if rng.random() < 0.1 else "", "{}", created, updated, owner_id,
             owner_id, 1 if updated == created else between(rng, 2, 6), columns["name_pinyin"],
-            columns["search_text"], pg_array(columns["search_keys"]),
+            columns["search_text"], pg_array(columns["search_keys"]), search.email_index(email),
+            *search.phone_indexes(phone),
         )  # fmt: skip
         profile = Profile(
             index=index, id=pk, created=created, status=status, source=source, owner_id=owner_id,

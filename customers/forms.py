@@ -8,8 +8,15 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team
+from accounts.permissions import (
+    SHARE_LEVELS,
+    assignable_owners,
+    assignable_teams,
+    can_view_sensitive,
+)
 from customers import places
 from customers.filters import active_custom_fields, split_tags
+from customers.masking import SENSITIVE_FIELDS
 from customers.models import (
     BulkAction,
     Consent,
@@ -99,8 +106,14 @@ class CustomerForm(forms.ModelForm):
         self.fields["display_name"].help_text = _(
             "Left empty, it is made from the family and given names."
         )
-        self.fields["owner"].queryset = active_users()
-        self.fields["team"].queryset = Team.objects.all()
+        # Owners and teams are those the user may hand customers to; the current ones stay
+        # valid choices so that an unchanged form saves.
+        self.fields["owner"].queryset = assignable_owners(user, self.instance.owner_id)
+        self.fields["team"].queryset = assignable_teams(user, self.instance.team_id)
+        if not can_view_sensitive(user):
+            # Without the permission the values are never sent, so they cannot be changed.
+            for name in SENSITIVE_FIELDS:
+                self.fields.pop(name, None)
         if not self.instance._state.adding:
             # The version the form was opened at; saving checks nobody saved in between.
             self.fields["version"].initial = self.instance.version
@@ -108,7 +121,8 @@ class CustomerForm(forms.ModelForm):
             self.fields["version"].error_messages["required"] = _(
                 "This form is out of date. Reload the page and make your changes again."
             )
-            self.initial["phone"] = format_phone(self.instance.phone)
+            if "phone" in self.fields:
+                self.initial["phone"] = format_phone(self.instance.phone)
         self.custom_fields = active_custom_fields()
         for definition in self.custom_fields:
             name = f"attr_{definition.key}"
@@ -125,7 +139,7 @@ class CustomerForm(forms.ModelForm):
 
     def clean_email(self):
         email = self.cleaned_data["email"].strip().lower()
-        if email and (other := self._other_customer(email=email)):
+        if email and (other := self._other_customer(Customer.objects.with_email(email))):
             raise ValidationError(self._duplicate_message(other, _("email")), code="duplicate")
         return email
 
@@ -139,7 +153,7 @@ class CustomerForm(forms.ModelForm):
                 _("Enter a valid mobile number, e.g. 138 0013 8000 or +86 138 0013 8000."),
                 code="invalid",
             )
-        if other := self._other_customer(phone=phone):
+        if other := self._other_customer(Customer.objects.with_phone(phone)):
             raise ValidationError(
                 self._duplicate_message(other, _("mobile number")), code="duplicate"
             )
@@ -176,8 +190,9 @@ class CustomerForm(forms.ModelForm):
         self.instance.attributes = attributes
         super()._post_clean()
 
-    def _other_customer(self, **lookup):
-        return Customer.objects.filter(**lookup).exclude(pk=self.instance.pk).first()
+    def _other_customer(self, matches):
+        # Email and phone are encrypted: matches come from their blind indexes.
+        return matches.exclude(pk=self.instance.pk).first()
 
     def _duplicate_message(self, other, what):
         from accounts.permissions import can
@@ -435,3 +450,41 @@ class BulkActionForm(forms.Form):
         if action == Action.SET_STATUS:
             return {"status": self.cleaned_data["status"]}
         return {}
+
+
+class ShareForm(forms.Form):
+    """Share a customer with a colleague or a team, to view or to change."""
+
+    subject = forms.CharField(label=_("Share with"))
+    level = forms.ChoiceField(
+        label=_("Access"),
+        choices=[("view", _("View")), ("change", _("View and change"))],
+        initial="view",
+    )
+
+    def __init__(self, *args, customer, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.customer = customer
+        users = active_users().exclude(pk=customer.owner_id)
+        self.fields["subject"].widget = forms.Select(
+            choices=[
+                ("", "---------"),
+                (_("Teams"), [(f"team:{t.pk}", str(t)) for t in Team.objects.all()]),
+                (_("Colleagues"), [(f"user:{u.pk}", u.display_name) for u in users]),
+            ]
+        )
+
+    def clean(self):
+        data = super().clean()
+        kind, _sep, pk = data.get("subject", "").partition(":")
+        subject = None
+        if kind == "team" and pk.isdigit():
+            subject = Team.objects.filter(pk=pk).first()
+        elif kind == "user" and pk.isdigit():
+            subject = active_users().filter(pk=pk).first()
+        if subject is None:
+            raise ValidationError(_("Choose a colleague or a team to share with."))
+        if data.get("level") not in SHARE_LEVELS:
+            raise ValidationError(_("Choose the access to give."))
+        data["kind"], data["subject"] = kind, subject
+        return data

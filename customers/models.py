@@ -1,5 +1,6 @@
 import datetime
 import decimal
+import re
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -7,7 +8,6 @@ from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Count, F, Max, Min, Q, Sum
-from django.db.models.functions import Right
 from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
@@ -16,6 +16,16 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from cims.ids import uuid7
 from customers import search
+from customers.fields import (
+    EncryptedCharField,
+    EncryptedDateField,
+    EncryptedEmailField,
+    encrypted_fields,
+)
+from customers.phones import normalize_phone
+
+# What the database used to check of a stored phone number, before it was encrypted.
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 class Source(models.TextChoices):
@@ -198,6 +208,25 @@ class CustomerQuerySet(models.QuerySet):
     def with_tags(self, tags):
         return self.filter(tags__contains=list(tags))
 
+    def bulk_create(self, objs, *args, **kwargs):
+        # As save() does: normalised email and phone, and their blind indexes.
+        objs = list(objs)
+        for obj in objs:
+            obj.refresh_contact_fields()
+        return super().bulk_create(objs, *args, **kwargs)
+
+    # Email and phone are encrypted: exact matches go through their blind indexes.
+    def with_email(self, email):
+        return self.filter(search.email_q(email))
+
+    def with_phone(self, phone):
+        """Customers with this phone number, typed in any format."""
+        return self.filter(search.phone_q(phone))
+
+    def with_phone_ending(self, digits):
+        """Customers whose phone number ends in these four digits."""
+        return self.filter(search.phone_ending_q(digits))
+
 
 class Customer(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
@@ -207,9 +236,11 @@ class Customer(models.Model):
     gender = models.CharField(
         _("gender"), max_length=10, choices=Gender.choices, blank=True, default=""
     )
-    birthday = models.DateField(_("birthday"), null=True, blank=True)
-    email = models.EmailField(_("email"), max_length=254, blank=True)
-    phone = models.CharField(
+    # Phone, email, birthday and street are encrypted at rest (customers.fields); the empty
+    # value is stored as NULL.
+    birthday = EncryptedDateField(_("birthday"), blank=True)
+    email = EncryptedEmailField(_("email"), max_length=254, blank=True)
+    phone = EncryptedCharField(
         _("mobile phone"), max_length=20, blank=True, help_text=_("Stored in E.164 form.")
     )
     company = models.CharField(_("company"), max_length=200, blank=True)
@@ -219,7 +250,7 @@ class Customer(models.Model):
     province = models.CharField(_("province"), max_length=50, blank=True)
     city = models.CharField(_("city"), max_length=50, blank=True)
     district = models.CharField(_("district"), max_length=50, blank=True)
-    street = models.CharField(_("street address"), max_length=200, blank=True)
+    street = EncryptedCharField(_("street address"), max_length=200, blank=True)
     postcode = models.CharField(_("postcode"), max_length=20, blank=True)
 
     source = models.CharField(
@@ -278,6 +309,11 @@ class Customer(models.Model):
     search_keys = ArrayField(
         models.CharField(max_length=100), default=list, blank=True, editable=False
     )
+    # Blind indexes (keyed hashes, cims.crypto.blind_index) of the lower-case email, the E.164
+    # phone and its last four digits: exact search, duplicate checks and uniqueness.
+    email_index = models.BinaryField(null=True, editable=False)
+    phone_index = models.BinaryField(null=True, editable=False)
+    phone_last4_index = models.BinaryField(null=True, editable=False)
 
     objects = CustomerQuerySet.as_manager()
 
@@ -298,19 +334,19 @@ class Customer(models.Model):
             ("export_customers", _("Can export customers")),
         ]
         constraints = [
+            # Lower-case email and E.164 phone cannot be checked on ciphertexts: save() makes
+            # them so (refresh_contact_fields) before computing the indexes.
             models.UniqueConstraint(
-                fields=["email"], condition=~Q(email=""), name="customer_unique_email"
+                fields=["email_index"],
+                condition=Q(email_index__isnull=False),
+                name="customer_unique_email",
+                violation_error_message=_("Another customer already has this email."),
             ),
             models.UniqueConstraint(
-                fields=["phone"], condition=~Q(phone=""), name="customer_unique_phone"
-            ),
-            models.CheckConstraint(
-                condition=Q(email="") | Q(email=models.functions.Lower("email")),
-                name="customer_email_lower_case",
-            ),
-            models.CheckConstraint(
-                condition=Q(phone="") | Q(phone__regex=r"^\+[1-9][0-9]{6,14}$"),
-                name="customer_phone_e164",
+                fields=["phone_index"],
+                condition=Q(phone_index__isnull=False),
+                name="customer_unique_phone",
+                violation_error_message=_("Another customer already has this mobile number."),
             ),
             models.CheckConstraint(
                 condition=Q(status__in=Status.values), name="customer_status_valid"
@@ -334,7 +370,11 @@ class Customer(models.Model):
             models.Index(fields=["owner", "created_at", "id"], name="customer_owner_idx"),
             models.Index(fields=["team", "created_at", "id"], name="customer_team_idx"),
             models.Index(fields=["province", "city"], name="customer_place_idx"),
-            models.Index(Right("phone", 4), name="customer_phone_last4_idx"),
+            models.Index(
+                fields=["phone_last4_index"],
+                condition=Q(phone_last4_index__isnull=False),
+                name="customer_phone_end_idx",
+            ),
             GinIndex(fields=["tags"], name="customer_tags_idx"),
             GinIndex(OpClass("attributes", name="jsonb_path_ops"), name="customer_attributes_idx"),
             GinIndex(fields=["search_keys"], name="customer_search_keys_idx"),
@@ -346,6 +386,15 @@ class Customer(models.Model):
 
     def save(self, *args, **kwargs):
         self.refresh_search_fields()
+        self.refresh_contact_fields()
+        if (update_fields := kwargs.get("update_fields")) is not None:
+            # An index is saved with the value it is computed from.
+            update_fields = set(update_fields)
+            if "email" in update_fields:
+                update_fields.add("email_index")
+            if "phone" in update_fields:
+                update_fields.update(("phone_index", "phone_last4_index"))
+            kwargs["update_fields"] = update_fields
         super().save(*args, **kwargs)
 
     def get_absolute_url(self):
@@ -357,9 +406,43 @@ class Customer(models.Model):
             family_name=self.family_name,
             given_name=self.given_name,
             company=self.company,
-            email=self.email,
         ).items():
             setattr(self, field, value)
+
+    def refresh_contact_fields(self):
+        """Bring a changed email to lower case and phone to E.164, and compute their indexes.
+
+        Values not read or set since the row was loaded were normalised when written, and their
+        indexes stand. A phone that cannot be read as a number is a ValidationError.
+        """
+        if not Customer.email.field.untouched(self):
+            self.email = search.normalize_email(self.email)
+            self.email_index = search.email_index(self.email)
+        if not Customer.phone.field.untouched(self):
+            phone = (self.phone or "").strip()
+            if phone and not E164.fullmatch(phone):
+                phone = normalize_phone(phone)
+                if phone is None:
+                    raise ValidationError(
+                        {
+                            "phone": _(
+                                "Enter a valid mobile number, e.g. 138 0013 8000 or "
+                                "+86 138 0013 8000."
+                            )
+                        },
+                        code="invalid",
+                    )
+            self.phone = phone
+            self.phone_index, self.phone_last4_index = search.phone_indexes(phone)
+
+    @staticmethod
+    def contact_q(*, email="", phone=""):
+        """Customers with this email or this phone (in any format), found by blind index."""
+        return search.email_q(email) | search.phone_q(phone)
+
+    def unreadable_fields(self):
+        """Names of the encrypted fields whose stored value cannot be decrypted (shown empty)."""
+        return [f.name for f in encrypted_fields(Customer) if f.is_unreadable(self)]
 
     def clean_fields(self, exclude=None):
         # Attributes are checked here rather than in clean(), which cannot tell whether the
@@ -381,6 +464,7 @@ class Customer(models.Model):
     def clean(self):
         if not self.display_name.strip():
             self.display_name = self.name_from_parts(self.family_name, self.given_name)
+        self.refresh_contact_fields()
 
     @staticmethod
     def name_from_parts(family_name, given_name):
@@ -764,10 +848,13 @@ class BulkAction(models.Model):
 
     def targets(self):
         """The customers this action changes, as the user who asked may change them now."""
-        from accounts.permissions import changeable_customers
+        from accounts.permissions import changeable_customers, deletable_customers
         from customers.filters import CustomerFilter
 
-        customers = changeable_customers(self.user)
+        if self.action == self.Action.DELETE:
+            customers = deletable_customers(self.user)
+        else:
+            customers = changeable_customers(self.user)
         if self.customer_ids is not None:
             return customers.filter(pk__in=self.customer_ids)
         filterset = CustomerFilter(QueryDict(self.query), queryset=customers)

@@ -1,16 +1,20 @@
 """How customers are found by one search box.
 
-Each customer carries three derived columns, rebuilt whenever a name, the company or the email
-changes (see `Customer.refresh_search_fields`):
+Each customer carries three derived columns, rebuilt whenever a name or the company changes
+(see `Customer.refresh_search_fields`):
 
 - ``name_pinyin``: the name in lower-case pinyin ("zhang wei"), used to sort names;
-- ``search_text``: a lower-case blob of name, compact name, pinyin, initials, company and email,
+- ``search_text``: a lower-case blob of name, compact name, pinyin, initials and company,
   indexed with pg_trgm for substrings of three or more characters;
 - ``search_keys``: an array of short keys, indexed with GIN: one- and two-character fragments of
   Chinese names and companies, pinyin syllables, initials and short name words. pg_trgm cannot
   index a two-character Chinese fragment such as 张伟, and these keys can.
 
-`search_q` turns what a user typed into a filter over those columns (or over email and phone).
+Email and phone are encrypted at rest and never appear in those columns. They are found by exact
+value only, through blind indexes (keyed hashes, `cims.crypto.blind_index`) of the lower-case
+email, the E.164 phone and its last four digits (see `Customer.refresh_contact_fields`).
+
+`search_q` turns what a user typed into a filter over those columns (or the blind indexes).
 """
 
 import functools
@@ -18,10 +22,11 @@ import re
 import unicodedata
 
 from django.db.models import Q, Value
-from django.db.models.functions import Right, StrIndex
-from django.db.models.lookups import Exact, GreaterThan
+from django.db.models.functions import StrIndex
+from django.db.models.lookups import GreaterThan
 from pypinyin import Style, lazy_pinyin, pinyin
 
+from cims import crypto
 from customers.phones import normalize_phone
 
 MAX_QUERY_LENGTH = 100
@@ -29,6 +34,7 @@ MAX_QUERY_LENGTH = 100
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _WORD = re.compile(r"[0-9a-z]+")
 _PHONE_LIKE = re.compile(r"^[+\d][\d\s\-().]*$")
+_FOUR_DIGITS = re.compile(r"[0-9]{4}")
 
 
 def normalize(text):
@@ -95,9 +101,9 @@ def company_terms(company):
     return {"text": company, "keys": frozenset(_fragments(company))}
 
 
-def combine_search_fields(name, company, email):
-    """The derived search columns from `name_terms`, `company_terms` and an email address."""
-    text_parts = [*name["text"], company["text"], *name["alternatives"], normalize(email)]
+def combine_search_fields(name, company):
+    """The derived search columns from `name_terms` and `company_terms`."""
+    text_parts = [*name["text"], company["text"], *name["alternatives"]]
     return {
         "name_pinyin": name["pinyin"],
         "search_text": " ".join(dict.fromkeys(p for p in text_parts if p)),
@@ -105,11 +111,47 @@ def combine_search_fields(name, company, email):
     }
 
 
-def search_fields(*, display_name, family_name="", given_name="", company="", email=""):
+def search_fields(*, display_name, family_name="", given_name="", company=""):
     """The derived search columns for one customer, as a dict of field values."""
     return combine_search_fields(
-        name_terms(display_name, family_name, given_name), company_terms(company), email
+        name_terms(display_name, family_name, given_name), company_terms(company)
     )
+
+
+def normalize_email(email):
+    """Email addresses are stored, indexed and looked up in lower case."""
+    return (email or "").strip().lower()
+
+
+def email_index(email):
+    """The blind index of a normalised email address, or None for no address."""
+    return crypto.blind_index(email, "email") if email else None
+
+
+def phone_indexes(phone):
+    """The blind indexes of an E.164 phone number and of its last four digits, or Nones."""
+    if not phone:
+        return None, None
+    return crypto.blind_index(phone, "phone"), crypto.blind_index(phone[-4:], "phone_last4")
+
+
+def email_q(email):
+    """Customers with exactly this email address, in any case."""
+    email = normalize_email(email)
+    return Q(email_index=email_index(email)) if email else Q(pk__in=[])
+
+
+def phone_q(phone):
+    """Customers with this phone number, typed in any format."""
+    phone = normalize_phone(phone) if phone else None
+    return Q(phone_index=phone_indexes(phone)[0]) if phone else Q(pk__in=[])
+
+
+def phone_ending_q(digits):
+    """Customers whose phone number ends in these four digits."""
+    if not _FOUR_DIGITS.fullmatch(digits or ""):
+        return Q(pk__in=[])
+    return Q(phone_last4_index=crypto.blind_index(digits, "phone_last4"))
 
 
 def _checked_row_by_row(text):
@@ -127,30 +169,17 @@ def search_q(raw):
     if not query:
         return None
     if "@" in query:
-        return Q(email=query) | _email_q(query)
+        # Email addresses are encrypted: only the whole address finds its customer.
+        return email_q(query)
     digits = re.sub(r"\D", "", query)
     if _PHONE_LIKE.match(query) and len(digits) >= 4:
         if len(digits) == 4 and digits == query:
-            return Q(Exact(Right("phone", 4), digits))
+            return phone_ending_q(digits)
         if phone := normalize_phone(query):
-            return Q(phone=phone)
+            return Q(phone_index=phone_indexes(phone)[0])
     if _CJK.search(query):
         return _chinese_q(query)
     return _latin_q(query)
-
-
-def _email_q(query):
-    """search_text contains `query`, which has an "@" in it, found through the part before it.
-
-    The trigrams of a domain (example.com, qq.com) occur in most rows, and gathering them from
-    the index costs ten times the rest of the search. So the index is asked only for the text
-    up to the "@", usually a rare name and number, and each candidate is checked for the whole
-    query.
-    """
-    local = query.split("@", 1)[0]
-    if len(local) < 3:
-        return Q(search_text__contains=query)
-    return Q(search_text__contains=f"{local}@") & _checked_row_by_row(query)
 
 
 def _chinese_q(query):
@@ -225,7 +254,7 @@ def _latin_q(query):
         return candidates & _checked_row_by_row(compact)
     condition = Q(search_text__contains=compact)
     if (typed := query.replace(" ", "")) != compact:
-        # Punctuation belongs to email domains and some names: shop.cn, o'neil.
+        # Punctuation belongs to some names and companies: o'neil, acme.cn.
         condition |= Q(search_text__contains=typed)
     if len(tokens) > 1 and all(len(t) >= 3 for t in tokens):
         every_token = Q()

@@ -17,6 +17,13 @@ urlpatterns = [
     path("<uuid:pk>/", views.customer_detail, name="detail"),
     path("<uuid:pk>/edit/", views.customer_edit, name="edit"),
     path("<uuid:pk>/delete/", views.customer_delete, name="delete"),
+    path("<uuid:pk>/reveal/<str:field>/", views.customer_reveal, name="reveal"),
+    path("<uuid:pk>/share/", views.customer_share, name="share"),
+    path(
+        "<uuid:pk>/share/<str:kind>/<int:share_pk>/withdraw/",
+        views.customer_unshare,
+        name="unshare",
+    ),
     path("<uuid:pk>/interactions/new/", views.interaction_create, name="interaction_create"),
     path("<uuid:pk>/orders/new/", views.order_create, name="order_create"),
     path("<uuid:pk>/consents/new/", views.consent_create, name="consent_create"),

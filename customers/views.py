@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.core.exceptions import BadRequest, PermissionDenied, ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -13,9 +13,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts import audit, permissions
 from accounts.permissions import (
     can,
+    can_bulk_change,
     can_create_customer,
+    can_list_customers,
+    can_share,
+    can_view_sensitive,
     get_customer_for,
     visible_customers,
 )
@@ -30,7 +35,9 @@ from customers.forms import (
     OrderForm,
     OrderLineFormSet,
     SavedViewForm,
+    ShareForm,
 )
+from customers.masking import SENSITIVE_FIELDS
 from customers.models import BulkAction, Customer, CustomField, SavedView, Tag
 from customers.phones import normalize_phone
 from customers.tasks import run_bulk_action
@@ -73,6 +80,8 @@ def _few_search_matches(filterset, count):
 
 @require_GET
 def customer_list(request):
+    if not can_list_customers(request.user):
+        raise PermissionDenied
     customers = visible_customers(request.user).select_related("owner").only(*LIST_FIELDS)
     filterset = CustomerFilter(request.GET, queryset=customers, request=request)
     sort = request.GET.get("sort") if request.GET.get("sort") in SORTS else DEFAULT_SORT
@@ -85,7 +94,8 @@ def customer_list(request):
         "page_sizes": PAGE_SIZES,
         "query": list_query(request),
         "saved_views": request.user.saved_views.all(),
-        "bulk_actions": BulkAction.Action.choices,
+        "bulk_actions": BulkAction.Action.choices if can_bulk_change(request.user) else None,
+        "can_create": can_create_customer(request.user),
         "tag_suggestions": Tag.objects.values_list("name", flat=True)[:500],
         "provinces": places.PROVINCES,
     }
@@ -129,13 +139,90 @@ def customer_detail(request, pk):
     }
     if request.htmx and request.htmx.target == "timeline-more":
         return render(request, "customers/customer_detail.html#timeline", context)
+    see_access = permissions.can_see_access(request.user, customer)
     context.update(
         summary=customer.order_summary(),
         consents=customer.current_consents(),
         attributes=_attribute_rows(customer),
         country=places.country_name(customer.country),
+        # Values revealed by the POST that redirected here: shown once, recorded then.
+        revealed=request.session.pop(_revealed_key(customer), []),
+        can_share=can_share(request.user, customer),
+        shares=permissions.customer_shares(customer),
+        access=permissions.access_list(customer) if see_access else None,
+        history=audit.customer_history(customer) if see_access or context["can_change"] else None,
     )
+    if context["can_share"]:
+        context["share_form"] = ShareForm(customer=customer)
     return render(request, "customers/customer_detail.html", context)
+
+
+def _revealed_key(customer):
+    return f"revealed:{customer.pk}"
+
+
+@require_POST
+def customer_reveal(request, pk, field):
+    """Show one sensitive value of a customer, and record that it was shown."""
+    customer = get_customer_for(request.user, pk, "view")
+    if field not in SENSITIVE_FIELDS:
+        raise Http404
+    if not can_view_sensitive(request.user):
+        raise PermissionDenied
+    audit.record(audit.Action.REVEAL, target=customer, data={"field": field})
+    if request.htmx:
+        context = {"customer": customer, "field": field, "value": getattr(customer, field)}
+        return render(request, "customers/sensitive_value.html", {**context, "revealed": True})
+    request.session[_revealed_key(customer)] = [field]
+    return redirect(customer.get_absolute_url() + f"#sensitive-{field}")
+
+
+@require_POST
+def customer_share(request, pk):
+    customer = get_customer_for(request.user, pk, "change")
+    if not can_share(request.user, customer):
+        raise PermissionDenied
+    form = ShareForm(request.POST, customer=customer)
+    if form.is_valid():
+        subject, level = form.cleaned_data["subject"], form.cleaned_data["level"]
+        with transaction.atomic():
+            permissions.share(customer, subject, level)
+            audit.record(
+                audit.Action.PERMISSION_GRANT,
+                target=customer,
+                data={"with": str(subject), "kind": form.cleaned_data["kind"], "level": level},
+            )
+        messages.success(
+            request,
+            _("%(customer)s is shared with %(subject)s.")
+            % {"customer": customer, "subject": subject},
+        )
+    else:
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+    return redirect(customer.get_absolute_url() + "#sharing")
+
+
+@require_POST
+def customer_unshare(request, pk, kind, share_pk):
+    customer = get_customer_for(request.user, pk, "change")
+    if not can_share(request.user, customer):
+        raise PermissionDenied
+    with transaction.atomic():
+        withdrawn = permissions.withdraw_share(customer, kind, share_pk)
+        if withdrawn is None:
+            raise Http404
+        audit.record(
+            audit.Action.PERMISSION_REVOKE,
+            target=customer,
+            data={"with": str(withdrawn.subject), "kind": kind, "level": withdrawn.level},
+        )
+    messages.success(
+        request,
+        _("%(subject)s no longer has access through this share.") % {"subject": withdrawn.subject},
+    )
+    return redirect(customer.get_absolute_url() + "#sharing")
 
 
 def _timeline_cursor(raw):
@@ -178,6 +265,11 @@ def customer_create(request):
             with transaction.atomic():
                 customer.save()
                 Tag.remember(customer.tags)
+                audit.record(
+                    audit.Action.CUSTOMER_CREATE,
+                    target=customer,
+                    data={"changes": audit.changes({}, _audited_values(form, customer))},
+                )
         except IntegrityError:
             form.add_error(
                 None, _("Another customer was saved with the same email or phone just now.")
@@ -191,12 +283,22 @@ def customer_create(request):
 @require_http_methods(["GET", "POST"])
 def customer_edit(request, pk):
     customer = get_customer_for(request.user, pk, "change")
+    before = _audited_values(None, customer)
     form = CustomerForm(request.POST or None, instance=customer, user=request.user)
+    if request.method == "GET":
+        # The form shows the sensitive values in clear, so opening it is a recorded reveal.
+        if shown := [f for f in SENSITIVE_FIELDS if f in form.fields and before.get(f)]:
+            audit.record(audit.Action.REVEAL, target=customer, data={"fields": shown})
     if request.method == "POST" and form.is_valid():
         try:
-            saved = form.instance.save_if_unchanged(
-                expected_version=form.cleaned_data["version"], user=request.user
-            )
+            with transaction.atomic():
+                saved = form.instance.save_if_unchanged(
+                    expected_version=form.cleaned_data["version"], user=request.user
+                )
+                if saved and (changes := audit.changes(before, _audited_values(form, customer))):
+                    audit.record(
+                        audit.Action.CUSTOMER_UPDATE, target=customer, data={"changes": changes}
+                    )
         except IntegrityError:
             form.add_error(
                 None, _("Another customer was saved with the same email or phone just now.")
@@ -218,6 +320,19 @@ def customer_edit(request, pk):
     return render(request, "customers/customer_form.html", _form_context(form))
 
 
+def _audited_values(form, customer):
+    """The values of the fields the edit form can change, as the audit trail compares them."""
+    names = form.fields if form is not None else CustomerForm.base_fields
+    values = {name: getattr(customer, name) for name in names if hasattr(customer, name)}
+    # Custom attributes are edited as attr_* form fields but stored in one JSON value.
+    values.pop("version", None)
+    for key, value in customer.attributes.items():
+        values[f"attributes.{key}"] = value
+    for name in ("owner", "team"):
+        values[name] = str(getattr(customer, name) or "")
+    return values
+
+
 def _form_context(form):
     return {
         "form": form,
@@ -231,7 +346,13 @@ def _form_context(form):
 def customer_delete(request, pk):
     customer = get_customer_for(request.user, pk, "delete")
     if request.method == "POST":
-        customer.delete()
+        with transaction.atomic():
+            audit.record(
+                audit.Action.CUSTOMER_DELETE,
+                target=customer,
+                data={"name": customer.display_name},
+            )
+            customer.delete()
         messages.success(request, _("Customer %(name)s deleted.") % {"name": customer})
         return redirect("customers:list")
     return render(request, "customers/customer_confirm_delete.html", {"customer": customer})
@@ -240,6 +361,8 @@ def customer_delete(request, pk):
 @require_GET
 def duplicate_hint(request):
     """Customers the user can see that already have the email or phone typed into a form."""
+    if not can_list_customers(request.user):
+        raise PermissionDenied
     email = request.GET.get("email", "").strip().lower()[:254]
     try:
         # Only a well-formed address can match, and a malformed one (say, with a NUL
@@ -248,9 +371,7 @@ def duplicate_hint(request):
     except ValidationError:
         email = ""
     phone = normalize_phone(request.GET.get("phone", "")[:50])
-    condition = (Q(email=email) if email else Q(pk__in=[])) | (
-        Q(phone=phone) if phone else Q(pk__in=[])
-    )
+    condition = Customer.contact_q(email=email, phone=phone)
     matches = visible_customers(request.user).filter(condition)
     if exclude := _uuid_or_none(request.GET.get("exclude")):
         matches = matches.exclude(pk=exclude)
@@ -330,6 +451,8 @@ def consent_create(request, pk):
 @require_POST
 def bulk_action(request):
     """Confirm, then apply, one change to the chosen or to every matching customer."""
+    if not can_bulk_change(request.user):
+        raise PermissionDenied
     form = BulkActionForm(request.POST)
     back = reverse("customers:list") + "?" + request.POST.get("query", "")
     if not form.is_valid():
@@ -349,7 +472,19 @@ def bulk_action(request):
             {"form": form.confirmation(), "bulk": bulk, "total": total, "back": back},
         )
     bulk.total = total
-    bulk.save()
+    with transaction.atomic():
+        bulk.save()
+        audit.record(
+            audit.Action.BULK_ACTION,
+            target=bulk,
+            data={
+                "action": bulk.action,
+                "params": bulk.params,
+                "filter": bulk.query,
+                "chosen": len(bulk.customer_ids or []),
+                "rows": total,
+            },
+        )
     if total <= settings.BULK_ACTION_INLINE_LIMIT:
         bulk.run()
         messages.success(
@@ -377,6 +512,8 @@ def bulk_progress(request, pk):
 
 @require_POST
 def saved_view_create(request):
+    if not can_list_customers(request.user):
+        raise PermissionDenied
     form = SavedViewForm(request.POST, user=request.user)
     # A NUL character cannot be stored in PostgreSQL text, and no list query needs one.
     query = request.POST.get("query", "")[:4000].replace("\x00", "")
@@ -414,5 +551,7 @@ def saved_view_delete(request, pk):
 
 @require_GET
 def saved_view_list(request):
+    if not can_list_customers(request.user):
+        raise PermissionDenied
     views = request.user.saved_views.all()
     return render(request, "customers/saved_views.html", {"views": views})

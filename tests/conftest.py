@@ -68,9 +68,7 @@ def manager(teams):
 
 @pytest.fixture
 def staff(teams):
-    return make_user(
-        "staff", role=roles.STAFF, teams=[teams[0]], first_name="伟", last_name="张"
-    )
+    return make_user("staff", role=roles.STAFF, teams=[teams[0]], first_name="伟", last_name="张")
 
 
 @pytest.fixture
@@ -196,3 +194,59 @@ def english(settings):
     settings.LANGUAGE_CODE = "en"
     with translation.override("en"):
         yield
+
+
+# Two-factor authentication -----------------------------------------------------------------
+# Administrators and managers must pass a second factor (accounts.roles.TWO_FACTOR_REQUIRED):
+# after a plain client.force_login they are sent to set it up. Sign them in with these instead.
+
+
+@pytest.fixture
+def verified_login(db):
+    """verified_login(client, user): sign `user` in on `client` as if they had entered a code
+    from their authenticator app (a real confirmed TOTP device, created when they have none)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    def login(client, user):
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        if device is None:
+            device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
+        client.force_login(user)
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+        return client
+
+    return login
+
+
+@pytest.fixture
+def manager_client(manager, verified_login):
+    # A client of its own, so a test can act as the manager and as staff at once.
+    from django.test import Client
+
+    return verified_login(Client(), manager)
+
+
+@pytest.fixture
+def admin_client(admin_user, verified_login):
+    """Replaces pytest-django's admin_client: the administrator, past the second factor."""
+    from django.test import Client
+
+    return verified_login(Client(), admin_user)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache_keys(_isolated_cache, settings):
+    # Sign-in failures are counted in Redis per username and per address, and every test
+    # client comes from 127.0.0.1: without a namespace of its own, each test would inherit the
+    # failures (and lockouts) of the tests before it.
+    import uuid
+
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "KEY_PREFIX": f"{settings.CACHES['default']['KEY_PREFIX']}-{uuid.uuid4().hex[:8]}",
+        }
+    }

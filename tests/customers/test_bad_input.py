@@ -150,7 +150,11 @@ def test_saving_a_view_with_a_nul_character_in_its_query_is_not_a_server_error(c
     assert all("\x00" not in v.query for v in SavedView.objects.all())
 
 
-def test_bulk_action_with_a_nul_character_in_its_query_is_refused(client):
+def test_bulk_action_with_a_nul_character_in_its_query_is_refused(
+    manager, customer, verified_login
+):
+    # Bulk changes are for managers.
+    client = verified_login(Client(raise_request_exception=False), manager)
     response = client.post(
         "/customers/bulk/",
         {"action": "delete", "scope": "all", "query": "q=\x00", "confirmed": "True"},

@@ -42,9 +42,9 @@ def state(customer):
 
 
 @pytest.mark.django_db
-def test_confirmation_counts_the_selected_customers_and_changes_nothing(staff_client, three):
+def test_confirmation_counts_the_selected_customers_and_changes_nothing(admin_client, three):
     response = post_bulk(
-        staff_client, "set_status", selected=three[:2], status="churned", confirmed=False
+        admin_client, "set_status", selected=three[:2], status="churned", confirmed=False
     )
     assert response.status_code == 200
     content = response.content.decode()
@@ -55,9 +55,9 @@ def test_confirmation_counts_the_selected_customers_and_changes_nothing(staff_cl
 
 
 @pytest.mark.django_db
-def test_confirmation_counts_every_customer_matching_the_filter(staff_client, three):
+def test_confirmation_counts_every_customer_matching_the_filter(admin_client, three):
     response = post_bulk(
-        staff_client, "add_tags", scope="all", query="status=active", tags="new", confirmed=False
+        admin_client, "add_tags", scope="all", query="status=active", tags="new", confirmed=False
     )
     assert response.status_code == 200
     assert response.context["total"] == 2
@@ -66,15 +66,15 @@ def test_confirmation_counts_every_customer_matching_the_filter(staff_client, th
 
 
 @pytest.mark.django_db
-def test_list_offers_the_change_of_every_matching_customer_with_their_count(staff_client, three):
-    content = staff_client.get("/customers/", {"status": "active"}).content.decode()
+def test_list_offers_the_change_of_every_matching_customer_with_their_count(admin_client, three):
+    content = admin_client.get("/customers/", {"status": "active"}).content.decode()
     assert '<option value="all">all 2 matching customers</option>' in content
     assert '<input type="hidden" name="query" value="status=active">' in content
 
 
 @pytest.mark.django_db
-def test_confirming_a_delete_warns_that_it_cannot_be_undone(staff_client, three):
-    response = post_bulk(staff_client, "delete", selected=three[:1], confirmed=False)
+def test_confirming_a_delete_warns_that_it_cannot_be_undone(admin_client, three):
+    response = post_bulk(admin_client, "delete", selected=three[:1], confirmed=False)
     content = response.content.decode()
     assert "This will change 1 customer." in content
     assert "Deleted customers cannot be restored." in content
@@ -85,8 +85,8 @@ def test_confirming_a_delete_warns_that_it_cannot_be_undone(staff_client, three)
 
 
 @pytest.mark.django_db
-def test_adding_tags_appends_missing_ones_in_order_without_duplicates(staff_client, three):
-    response = post_bulk(staff_client, "add_tags", selected=three, tags="a, c, a", query="q=x")
+def test_adding_tags_appends_missing_ones_in_order_without_duplicates(admin_client, three):
+    response = post_bulk(admin_client, "add_tags", selected=three, tags="a, c, a", query="q=x")
     assert response.status_code == 302
     assert response["Location"] == "/customers/?q=x"
     assert [state(c).tags for c in three] == [["b", "a", "c"], ["a", "c"], ["a", "c"]]
@@ -96,23 +96,23 @@ def test_adding_tags_appends_missing_ones_in_order_without_duplicates(staff_clie
 
 
 @pytest.mark.django_db
-def test_adding_a_tag_everyone_has_changes_nobody(staff_client, three):
-    response = post_bulk(staff_client, "add_tags", selected=three[:2], tags="a")
+def test_adding_a_tag_everyone_has_changes_nobody(admin_client, three):
+    response = post_bulk(admin_client, "add_tags", selected=three[:2], tags="a")
     assert [state(c).version for c in three[:2]] == [1, 1]
     assert messages_of(response) == ["Add tags: 0 customers changed."]
 
 
 @pytest.mark.django_db
-def test_removing_tags_keeps_the_others_in_order(staff_client, three):
-    post_bulk(staff_client, "remove_tags", selected=three, tags="a")
+def test_removing_tags_keeps_the_others_in_order(admin_client, three):
+    post_bulk(admin_client, "remove_tags", selected=three, tags="a")
     assert [state(c).tags for c in three] == [["b"], [], []]
     assert [c.version for c in three] == [2, 2, 1]
 
 
 @pytest.mark.django_db
-def test_assigning_an_owner_to_every_matching_customer(staff_client, three, staff2):
+def test_assigning_an_owner_to_every_matching_customer(admin_client, three, staff2):
     response = post_bulk(
-        staff_client, "assign_owner", scope="all", query="status=active", owner=staff2.pk
+        admin_client, "assign_owner", scope="all", query="status=active", owner=staff2.pk
     )
     assert [state(c).owner for c in three] == [staff2, staff2, None]
     assert [c.version for c in three] == [2, 2, 1]
@@ -120,28 +120,28 @@ def test_assigning_an_owner_to_every_matching_customer(staff_client, three, staf
 
 
 @pytest.mark.django_db
-def test_assigning_no_owner_clears_it(staff_client, three, staff):
-    post_bulk(staff_client, "assign_owner", selected=three, owner="")
+def test_assigning_no_owner_clears_it(admin_client, three, admin_user):
+    post_bulk(admin_client, "assign_owner", selected=three, owner="")
     assert [state(c).owner for c in three] == [None, None, None]
     assert [c.version for c in three] == [2, 1, 1]
-    assert three[0].updated_by == staff
+    assert three[0].updated_by == admin_user
 
 
 @pytest.mark.django_db
-def test_changing_the_status_of_the_selected_customers(staff_client, three):
-    post_bulk(staff_client, "set_status", selected=three[1:], status="inactive")
+def test_changing_the_status_of_the_selected_customers(admin_client, three):
+    post_bulk(admin_client, "set_status", selected=three[1:], status="inactive")
     assert [state(c).status for c in three] == ["active", "inactive", "inactive"]
     assert [c.version for c in three] == [1, 2, 2]
 
 
 @pytest.mark.django_db
-def test_deleting_customers_removes_their_interactions_orders_and_consents(staff_client, three):
+def test_deleting_customers_removes_their_interactions_orders_and_consents(admin_client, three):
     doomed, kept = three[0], three[1]
     for customer in (doomed, kept):
         Interaction.objects.create(customer=customer, kind="call", summary="hello")
         Order.objects.create(customer=customer, external_id=f"O-{customer.pk}", amount=5)
         Consent.objects.create(customer=customer, purpose="sms", granted=True)
-    response = post_bulk(staff_client, "delete", selected=[doomed])
+    response = post_bulk(admin_client, "delete", selected=[doomed])
     assert messages_of(response) == ["Delete: 1 customer changed."]
     assert not Customer.objects.filter(pk=doomed.pk).exists()
     for model in (Interaction, Order, Consent):
@@ -149,11 +149,11 @@ def test_deleting_customers_removes_their_interactions_orders_and_consents(staff
 
 
 @pytest.mark.django_db
-def test_inline_bulk_action_is_recorded_as_done(staff_client, staff, three):
-    post_bulk(staff_client, "set_status", selected=three, status="churned")
+def test_inline_bulk_action_is_recorded_as_done(admin_client, admin_user, three):
+    post_bulk(admin_client, "set_status", selected=three, status="churned")
     bulk = BulkAction.objects.get()
     assert (bulk.user, bulk.state, bulk.total, bulk.processed, bulk.changed) == (
-        staff,
+        admin_user,
         "done",
         3,
         3,
@@ -169,9 +169,9 @@ def _unchanged(three):
 
 
 @pytest.mark.django_db
-def test_nothing_selected_is_refused_with_a_message(staff_client, three):
+def test_nothing_selected_is_refused_with_a_message(admin_client, three):
     before = _unchanged(three)
-    response = post_bulk(staff_client, "set_status", status="churned", query="status=active")
+    response = post_bulk(admin_client, "set_status", status="churned", query="status=active")
     assert response.status_code == 302
     assert response["Location"] == "/customers/?status=active"
     assert messages_of(response) == ["Select at least one customer."]
@@ -189,10 +189,10 @@ def test_nothing_selected_is_refused_with_a_message(staff_client, three):
     ],
 )
 def test_missing_tags_or_status_is_refused_beside_the_field(
-    staff_client, three, action, field, message
+    admin_client, three, action, field, message
 ):
     before = _unchanged(three)
-    response = post_bulk(staff_client, action, selected=three, tags="", status="")
+    response = post_bulk(admin_client, action, selected=three, tags="", status="")
     assert response.status_code == 400
     assert response.context["form"].errors[field] == [message]
     assert message in response.content.decode()
@@ -210,9 +210,9 @@ def test_missing_tags_or_status_is_refused_beside_the_field(
         ({"action": "set_status", "status": "lead", "scope": "everyone"}, "scope"),
     ],
 )
-def test_invalid_choices_are_refused_with_an_error(staff_client, three, data, field):
+def test_invalid_choices_are_refused_with_an_error(admin_client, three, data, field):
     before = _unchanged(three)
-    response = staff_client.post(
+    response = admin_client.post(
         "/customers/bulk/",
         {"scope": "selected", "selected": [str(three[0].pk)], "confirmed": "True", **data},
     )
@@ -225,9 +225,9 @@ def test_invalid_choices_are_refused_with_an_error(staff_client, three, data, fi
 @pytest.mark.parametrize(
     "selected", [["not-a-uuid"], ["1234"], ["", "0190a0a0-0000-7000-8000-000000000000"]]
 )
-def test_malformed_selection_is_refused_with_a_clear_message(staff_client, three, selected):
+def test_malformed_selection_is_refused_with_a_clear_message(admin_client, three, selected):
     before = _unchanged(three)
-    response = staff_client.post(
+    response = admin_client.post(
         "/customers/bulk/",
         {
             "action": "set_status",
@@ -246,8 +246,8 @@ def test_malformed_selection_is_refused_with_a_clear_message(staff_client, three
 
 
 @pytest.mark.django_db
-def test_more_than_a_thousand_selected_ids_are_refused(staff_client, three):
-    response = staff_client.post(
+def test_more_than_a_thousand_selected_ids_are_refused(admin_client, three):
+    response = admin_client.post(
         "/customers/bulk/",
         {
             "action": "delete",
@@ -264,17 +264,17 @@ def test_more_than_a_thousand_selected_ids_are_refused(staff_client, three):
 
 
 @pytest.mark.django_db
-def test_a_malformed_filter_query_changes_nobody(staff_client, three):
+def test_a_malformed_filter_query_changes_nobody(admin_client, three):
     before = _unchanged(three)
     post_bulk(
-        staff_client, "set_status", scope="all", query="created_after=never", status="churned"
+        admin_client, "set_status", scope="all", query="created_after=never", status="churned"
     )
     assert _unchanged(three) == before
 
 
 @pytest.mark.django_db
-def test_bulk_action_refuses_get(staff_client, three):
-    assert staff_client.get("/customers/bulk/").status_code == 405
+def test_bulk_action_refuses_get(admin_client, three):
+    assert admin_client.get("/customers/bulk/").status_code == 405
 
 
 @pytest.mark.django_db
@@ -299,10 +299,10 @@ def wait_until_finished(bulk, seconds=20):
 
 
 def test_a_large_bulk_action_runs_on_the_celery_worker(
-    celery_worker, settings, staff_client, three
+    celery_worker, settings, admin_client, three
 ):
     settings.BULK_ACTION_INLINE_LIMIT = 2
-    response = post_bulk(staff_client, "add_tags", scope="all", query="", tags="campaign")
+    response = post_bulk(admin_client, "add_tags", scope="all", query="", tags="campaign")
     bulk = BulkAction.objects.get()
     assert response.status_code == 302
     assert response["Location"] == f"/customers/bulk/{bulk.pk}/"
@@ -310,18 +310,18 @@ def test_a_large_bulk_action_runs_on_the_celery_worker(
     assert (bulk.state, bulk.total, bulk.processed, bulk.changed) == ("done", 3, 3, 3)
     assert all(state(c).tags[-1] == "campaign" for c in three)
     assert [c.version for c in three] == [2, 2, 2]
-    page = staff_client.get(bulk.get_absolute_url())
+    page = admin_client.get(bulk.get_absolute_url())
     assert page.status_code == 200
     assert "Done: 3 customers changed." in page.content.decode()
     assert 'hx-trigger="every 1s"' not in page.content.decode()
 
 
 @pytest.mark.django_db
-def test_progress_page_of_an_unfinished_action_polls_and_shows_progress(staff_client, staff):
+def test_progress_page_of_an_unfinished_action_polls_and_shows_progress(admin_client, admin_user):
     bulk = BulkAction.objects.create(
-        user=staff, action="delete", total=2000, processed=500, state="running"
+        user=admin_user, action="delete", total=2000, processed=500, state="running"
     )
-    response = staff_client.get(bulk.get_absolute_url())
+    response = admin_client.get(bulk.get_absolute_url())
     content = response.content.decode()
     assert "500 of 2,000 customers processed…" in content
     assert 'hx-trigger="every 1s"' in content
@@ -329,11 +329,11 @@ def test_progress_page_of_an_unfinished_action_polls_and_shows_progress(staff_cl
 
 
 @pytest.mark.django_db
-def test_htmx_poll_of_the_progress_page_gets_only_the_progress(staff_client, staff):
+def test_htmx_poll_of_the_progress_page_gets_only_the_progress(admin_client, admin_user):
     bulk = BulkAction.objects.create(
-        user=staff, action="delete", total=10, processed=10, changed=10, state="done"
+        user=admin_user, action="delete", total=10, processed=10, changed=10, state="done"
     )
-    response = staff_client.get(bulk.get_absolute_url(), headers={"HX-Request": "true"})
+    response = admin_client.get(bulk.get_absolute_url(), headers={"HX-Request": "true"})
     content = response.content.decode().strip()
     assert content.startswith('<div id="progress"')
     assert "<html" not in content
@@ -348,7 +348,7 @@ def test_progress_page_of_another_users_action_is_not_found(client, staff, staff
 
 
 @pytest.mark.django_db
-def test_progress_page_of_an_action_that_does_not_exist_is_not_found(staff_client):
+def test_progress_page_of_an_action_that_does_not_exist_is_not_found(admin_client):
     assert (
-        staff_client.get("/customers/bulk/0190a0a0-0000-7000-8000-000000000000/").status_code == 404
+        admin_client.get("/customers/bulk/0190a0a0-0000-7000-8000-000000000000/").status_code == 404
     )

@@ -1,7 +1,6 @@
 """Two people editing one customer: the later save is refused instead of overwriting."""
 
 import pytest
-from django.test import Client
 
 from customers.models import Customer
 
@@ -23,13 +22,6 @@ def edit_data(response, **changes):
     data["tags"] = ", ".join(form.instance.tags)
     data.update(changes)
     return data
-
-
-@pytest.fixture
-def manager_client(manager):
-    client = Client()
-    client.force_login(manager)
-    return client
 
 
 def test_later_of_two_concurrent_edits_is_refused(staff_client, manager_client, customer):
@@ -66,10 +58,12 @@ def test_edits_made_one_after_another_both_succeed(staff_client, customer):
     assert (customer.city, customer.district, customer.version) == ("杭州", "西湖区", 3)
 
 
-def test_a_bulk_change_after_the_form_was_opened_also_refuses_the_edit(staff_client, customer):
+def test_a_bulk_change_after_the_form_was_opened_also_refuses_the_edit(
+    staff_client, manager_client, customer
+):
     url = f"/customers/{customer.pk}/edit/"
     opened = staff_client.get(url)
-    staff_client.post(
+    manager_client.post(
         "/customers/bulk/",
         {
             "action": "set_status",

@@ -145,7 +145,7 @@ def test_detail_shows_profile_purchases_consents_and_timeline(staff_client, cust
     response = staff_client.get(f"/customers/{customer.pk}/")
     assert response.status_code == 200
     content = response.content.decode()
-    assert "张伟" in content and "138 0013 8000" in content
+    assert "张伟" in content and "138****8000" in content
     assert "Asked about tea" in content and "SO-77" in content
     assert response.context["summary"]["count"] == 1
     assert [c.purpose for c in response.context["consents"]] == ["sms"]
@@ -209,16 +209,35 @@ def edit_post(customer, **changes):
     return data
 
 
-def test_staff_edits_a_customer(staff_client, manager, customer):
+def test_staff_edits_a_customer(staff_client, staff, customer):
     response = staff_client.post(
-        f"/customers/{customer.pk}/edit/", edit_post(customer, status="inactive", owner=manager.pk)
+        f"/customers/{customer.pk}/edit/", edit_post(customer, status="inactive", owner=staff.pk)
     )
     assert response.status_code == 302
     assert response["Location"] == f"/customers/{customer.pk}/"
     assert messages_of(response) == ["Changes to 张伟 saved."]
     customer.refresh_from_db()
-    assert (customer.status, customer.owner, customer.version) == ("inactive", manager, 2)
+    assert (customer.status, customer.owner, customer.version) == ("inactive", staff, 2)
     assert customer.updated_by.username == "staff"
+
+
+def test_staff_cannot_hand_a_customer_to_a_colleague(staff_client, manager, customer):
+    response = staff_client.post(
+        f"/customers/{customer.pk}/edit/", edit_post(customer, owner=manager.pk)
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["owner"]
+    customer.refresh_from_db()
+    assert customer.owner.username == "staff"
+
+
+def test_manager_hands_a_customer_to_a_member_of_their_team(manager_client, manager, customer):
+    response = manager_client.post(
+        f"/customers/{customer.pk}/edit/", edit_post(customer, owner=manager.pk)
+    )
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert customer.owner == manager
 
 
 def test_edit_form_shows_the_current_values(staff_client, customer):

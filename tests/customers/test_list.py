@@ -79,83 +79,83 @@ def assorted(staff, staff2, teams, make_customer, custom_fields):
     return a
 
 
-def test_filter_by_one_or_several_statuses(staff_client, assorted):
-    assert listed(staff_client, status="active") == {"甲"}
-    assert listed(staff_client, status=["lead", "churned"]) == {"乙", "丙"}
+def test_filter_by_one_or_several_statuses(admin_client, assorted):
+    assert listed(admin_client, status="active") == {"甲"}
+    assert listed(admin_client, status=["lead", "churned"]) == {"乙", "丙"}
 
 
-def test_filter_by_source(staff_client, assorted):
-    assert listed(staff_client, source="store") == {"甲", "丁"}
+def test_filter_by_source(admin_client, assorted):
+    assert listed(admin_client, source="store") == {"甲", "丁"}
 
 
-def test_filter_by_tags_requires_all_of_them(staff_client, assorted):
-    assert listed(staff_client, tags="vip") == {"甲", "乙"}
-    assert listed(staff_client, tags="vip，上海") == {"甲"}
-    assert listed(staff_client, tags="vip, nobody-has-this") == set()
+def test_filter_by_tags_requires_all_of_them(admin_client, assorted):
+    assert listed(admin_client, tags="vip") == {"甲", "乙"}
+    assert listed(admin_client, tags="vip，上海") == {"甲"}
+    assert listed(admin_client, tags="vip, nobody-has-this") == set()
 
 
-def test_filter_by_province_and_city(staff_client, assorted):
-    assert listed(staff_client, province="上海市") == {"甲", "丙"}
-    assert listed(staff_client, province="上海市", city="浦东") == {"丙"}
+def test_filter_by_province_and_city(admin_client, assorted):
+    assert listed(admin_client, province="上海市") == {"甲", "丙"}
+    assert listed(admin_client, province="上海市", city="浦东") == {"丙"}
 
 
-def test_filter_by_owner_or_no_owner(staff_client, staff, assorted):
-    assert listed(staff_client, owner=staff.pk) == {"甲"}
-    assert listed(staff_client, owner="null") == {"丙", "丁"}
+def test_filter_by_owner_or_no_owner(admin_client, staff, assorted):
+    assert listed(admin_client, owner=staff.pk) == {"甲"}
+    assert listed(admin_client, owner="null") == {"丙", "丁"}
 
 
-def test_filter_by_team_or_no_team(staff_client, teams, assorted):
-    assert listed(staff_client, team=teams[1].pk) == {"乙"}
-    assert listed(staff_client, team="null") == {"丙", "丁"}
+def test_filter_by_team_or_no_team(admin_client, teams, assorted):
+    assert listed(admin_client, team=teams[1].pk) == {"乙"}
+    assert listed(admin_client, team="null") == {"丙", "丁"}
 
 
-def test_filter_by_creation_dates_includes_both_ends(staff_client, assorted):
-    assert listed(staff_client, created_after="2025-01-20", created_before="2025-01-30") == {
+def test_filter_by_creation_dates_includes_both_ends(admin_client, assorted):
+    assert listed(admin_client, created_after="2025-01-20", created_before="2025-01-30") == {
         "乙",
         "丙",
     }
-    assert listed(staff_client, created_before="2025-01-10") == {"甲"}
-    assert listed(staff_client, created_after="2025-02-09") == {"丁"}
+    assert listed(admin_client, created_before="2025-01-10") == {"甲"}
+    assert listed(admin_client, created_after="2025-02-09") == {"丁"}
 
 
-def test_filter_by_having_orders(staff_client, assorted):
-    assert listed(staff_client, has_orders="true") == {"甲"}
-    assert listed(staff_client, has_orders="false") == {"乙", "丙", "丁"}
-    assert len(listed(staff_client, has_orders="")) == 4
+def test_filter_by_having_orders(admin_client, assorted):
+    assert listed(admin_client, has_orders="true") == {"甲"}
+    assert listed(admin_client, has_orders="false") == {"乙", "丙", "丁"}
+    assert len(listed(admin_client, has_orders="")) == 4
 
 
-def test_filter_by_text_attribute(staff_client, assorted):
-    assert listed(staff_client, attr_hobby="书法") == {"甲"}
+def test_filter_by_text_attribute(admin_client, assorted):
+    assert listed(admin_client, attr_hobby="书法") == {"甲"}
 
 
-def test_filter_by_number_attribute_range(staff_client, assorted):
-    assert listed(staff_client, attr_score_min="60") == {"甲"}
-    assert listed(staff_client, attr_score_max="55.5") == {"乙"}
-    assert listed(staff_client, attr_score_min="50", attr_score_max="100") == {"甲", "乙"}
+def test_filter_by_number_attribute_range(admin_client, assorted):
+    assert listed(admin_client, attr_score_min="60") == {"甲"}
+    assert listed(admin_client, attr_score_max="55.5") == {"乙"}
+    assert listed(admin_client, attr_score_min="50", attr_score_max="100") == {"甲", "乙"}
 
 
-def test_filter_by_date_attribute_range(staff_client, assorted):
-    assert listed(staff_client, attr_joined_min="2024-01-01") == {"乙"}
-    assert listed(staff_client, attr_joined_max="2024-01-15") == {"甲", "乙"}
+def test_filter_by_date_attribute_range(admin_client, assorted):
+    assert listed(admin_client, attr_joined_min="2024-01-01") == {"乙"}
+    assert listed(admin_client, attr_joined_max="2024-01-15") == {"甲", "乙"}
 
 
-def test_filter_by_choice_attribute(staff_client, assorted):
-    assert listed(staff_client, attr_level="silver") == {"乙"}
+def test_filter_by_choice_attribute(admin_client, assorted):
+    assert listed(admin_client, attr_level="silver") == {"乙"}
 
 
-def test_filter_by_multiple_choice_attribute_requires_all_chosen(staff_client, assorted):
-    assert listed(staff_client, attr_interests="tea") == {"甲", "丙"}
-    assert listed(staff_client, attr_interests=["tea", "golf"]) == {"甲"}
+def test_filter_by_multiple_choice_attribute_requires_all_chosen(admin_client, assorted):
+    assert listed(admin_client, attr_interests="tea") == {"甲", "丙"}
+    assert listed(admin_client, attr_interests=["tea", "golf"]) == {"甲"}
 
 
-def test_filter_by_yes_no_attribute(staff_client, assorted):
-    assert listed(staff_client, attr_newsletter="true") == {"甲"}
-    assert listed(staff_client, attr_newsletter="false") == {"乙"}
+def test_filter_by_yes_no_attribute(admin_client, assorted):
+    assert listed(admin_client, attr_newsletter="true") == {"甲"}
+    assert listed(admin_client, attr_newsletter="false") == {"乙"}
 
 
-def test_filters_combine_with_search(staff_client, assorted):
-    assert listed(staff_client, q="甲", status="active", tags="vip") == {"甲"}
-    assert listed(staff_client, q="甲", status="lead") == set()
+def test_filters_combine_with_search(admin_client, assorted):
+    assert listed(admin_client, q="甲", status="active", tags="vip") == {"甲"}
+    assert listed(admin_client, q="甲", status="lead") == set()
 
 
 @pytest.mark.parametrize(
@@ -171,9 +171,9 @@ def test_filters_combine_with_search(staff_client, assorted):
     ],
 )
 def test_malformed_filter_is_a_400_with_the_error_shown(
-    staff_client, assorted, params, field, message
+    admin_client, assorted, params, field, message
 ):
-    response = staff_client.get("/customers/", params)
+    response = admin_client.get("/customers/", params)
     assert response.status_code == 400
     errors = response.context["filter"].form.errors
     assert message in errors[field][0]
@@ -182,8 +182,8 @@ def test_malformed_filter_is_a_400_with_the_error_shown(
     assert html.escape(errors[field][0]) in content
 
 
-def test_search_text_over_the_limit_is_a_400_with_the_error_shown(staff_client, assorted):
-    response = staff_client.get("/customers/", {"q": "张" * 101})
+def test_search_text_over_the_limit_is_a_400_with_the_error_shown(admin_client, assorted):
+    response = admin_client.get("/customers/", {"q": "张" * 101})
     assert response.status_code == 400
     assert "at most 100 characters" in html.unescape(response.content.decode())
 
@@ -220,24 +220,24 @@ def four(make_customer):
         ("status", ["阿明", "陈晨", "白雪", "邓丽"]),
     ],
 )
-def test_every_sort_order_and_its_reverse(staff_client, four, sort, expected):
+def test_every_sort_order_and_its_reverse(admin_client, four, sort, expected):
     reverse = sort[1:] if sort.startswith("-") else f"-{sort}"
-    assert names(staff_client.get("/customers/", {"sort": sort})) == expected
-    assert names(staff_client.get("/customers/", {"sort": reverse})) == expected[::-1]
+    assert names(admin_client.get("/customers/", {"sort": sort})) == expected
+    assert names(admin_client.get("/customers/", {"sort": reverse})) == expected[::-1]
 
 
-def test_list_is_newest_first_by_default_and_for_an_unknown_sort(staff_client, four):
+def test_list_is_newest_first_by_default_and_for_an_unknown_sort(admin_client, four):
     newest_first = ["邓丽", "陈晨", "白雪", "阿明"]
-    assert names(staff_client.get("/customers/")) == newest_first
-    response = staff_client.get("/customers/", {"sort": "password"})
+    assert names(admin_client.get("/customers/")) == newest_first
+    response = admin_client.get("/customers/", {"sort": "password"})
     assert names(response) == newest_first
     assert response.context["sort"] == "-created"
 
 
-def test_sort_link_of_the_current_column_reverses_it(staff_client, four):
-    content = staff_client.get("/customers/", {"sort": "name"}).content.decode()
+def test_sort_link_of_the_current_column_reverses_it(admin_client, four):
+    content = admin_client.get("/customers/", {"sort": "name"}).content.decode()
     assert 'href="?sort=-name" data-sort="ascending"' in content
-    content = staff_client.get("/customers/", {"sort": "-name"}).content.decode()
+    content = admin_client.get("/customers/", {"sort": "-name"}).content.decode()
     assert 'href="?sort=name" data-sort="descending"' in content
 
 
@@ -279,11 +279,11 @@ def follow(client, query, rel):
 
 
 @pytest.mark.parametrize("sort", list(SORTS))
-def test_paging_forward_visits_every_customer_once_in_order(staff_client, sixty, sort):
+def test_paging_forward_visits_every_customer_once_in_order(admin_client, sixty, sort):
     expected = list(Customer.objects.order_by(*SORTS[sort]).values_list("pk", flat=True))
     seen, query = [], f"sort={sort}&size=25"
     while query:
-        response = staff_client.get(f"/customers/?{query}")
+        response = admin_client.get(f"/customers/?{query}")
         page = [c.pk for c in response.context["page"].items]
         assert len(page) == (25 if len(seen) < 50 else 10)
         seen += page
@@ -291,43 +291,43 @@ def test_paging_forward_visits_every_customer_once_in_order(staff_client, sixty,
     assert seen == expected
 
 
-def test_paging_back_returns_the_same_pages(staff_client, sixty):
+def test_paging_back_returns_the_same_pages(admin_client, sixty):
     def page_ids(query):
-        return [c.pk for c in staff_client.get(f"/customers/?{query}").context["page"].items]
+        return [c.pk for c in admin_client.get(f"/customers/?{query}").context["page"].items]
 
     first = "sort=name&size=25"
-    second = follow(staff_client, first, "next")
-    third = follow(staff_client, second, "next")
-    assert follow(staff_client, third, "next") is None
-    back_to_second = follow(staff_client, third, "prev")
-    back_to_first = follow(staff_client, back_to_second, "prev")
+    second = follow(admin_client, first, "next")
+    third = follow(admin_client, second, "next")
+    assert follow(admin_client, third, "next") is None
+    back_to_second = follow(admin_client, third, "prev")
+    back_to_first = follow(admin_client, back_to_second, "prev")
     assert page_ids(back_to_second) == page_ids(second)
     assert page_ids(back_to_first) == page_ids(first)
-    assert follow(staff_client, first, "prev") is None
+    assert follow(admin_client, first, "prev") is None
     assert "page=2" in back_to_second
 
 
-def test_page_links_keep_the_search_filters_and_sort(staff_client, sixty):
-    query = follow(staff_client, "q=zhang&status=lead&status=active&sort=-company&size=25", "next")
+def test_page_links_keep_the_search_filters_and_sort(admin_client, sixty):
+    query = follow(admin_client, "q=zhang&status=lead&status=active&sort=-company&size=25", "next")
     # 12 张伟 rows, 8 of them lead or active: one page only.
     assert query is None
-    query = follow(staff_client, "status=lead&status=active&sort=-company&size=25", "next")
+    query = follow(admin_client, "status=lead&status=active&sort=-company&size=25", "next")
     assert {"status=lead", "status=active", "sort=-company", "size=25"} <= set(query.split("&"))
-    second = staff_client.get(f"/customers/?{query}").context["page"].items
+    second = admin_client.get(f"/customers/?{query}").context["page"].items
     assert len(second) == 15
     assert {c.status for c in second} <= {"lead", "active"}
 
 
 @pytest.mark.parametrize(("size", "shown"), [("25", 25), ("50", 50), ("100", 60), ("200", 60)])
-def test_page_size_is_one_of_the_offered_choices(staff_client, sixty, size, shown):
-    response = staff_client.get("/customers/", {"size": size})
+def test_page_size_is_one_of_the_offered_choices(admin_client, sixty, size, shown):
+    response = admin_client.get("/customers/", {"size": size})
     assert len(response.context["page"].items) == shown
     assert f'<option value="{size}" selected>' in response.content.decode()
 
 
 @pytest.mark.parametrize("size", ["7", "0", "-25", "1000", "many", ""])
-def test_a_page_size_not_offered_falls_back_to_fifty(staff_client, sixty, size):
-    response = staff_client.get("/customers/", {"size": size})
+def test_a_page_size_not_offered_falls_back_to_fifty(admin_client, sixty, size):
+    response = admin_client.get("/customers/", {"size": size})
     assert response.status_code == 200
     assert len(response.context["page"].items) == 50
 
@@ -341,63 +341,63 @@ def test_a_page_size_not_offered_falls_back_to_fifty(staff_client, sixty, size):
         "!!!",
     ],
 )
-def test_a_malformed_page_cursor_is_a_400_with_a_clear_message(staff_client, sixty, cursor):
+def test_a_malformed_page_cursor_is_a_400_with_a_clear_message(admin_client, sixty, cursor):
     for direction in ("after", "before"):
-        response = staff_client.get("/customers/", {direction: cursor})
+        response = admin_client.get("/customers/", {direction: cursor})
         assert response.status_code == 400
         assert (
             "This page link is not valid. Go back to the first page." in response.content.decode()
         )
 
 
-def test_a_cursor_of_another_sort_order_is_a_400(staff_client, sixty):
-    cursor = staff_client.get("/customers/?sort=name&size=25").context["page"].next_cursor
-    response = staff_client.get("/customers/", {"sort": "-created", "after": cursor})
+def test_a_cursor_of_another_sort_order_is_a_400(admin_client, sixty):
+    cursor = admin_client.get("/customers/?sort=name&size=25").context["page"].next_cursor
+    response = admin_client.get("/customers/", {"sort": "-created", "after": cursor})
     assert response.status_code == 400
 
 
 # Count ------------------------------------------------------------------------------------
 
 
-def test_count_is_exact_below_the_limit(staff_client, sixty, settings):
+def test_count_is_exact_below_the_limit(admin_client, sixty, settings):
     settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT = 60
-    response = staff_client.get("/customers/", {"q": "张伟"})
+    response = admin_client.get("/customers/", {"q": "张伟"})
     assert (response.context["count"], response.context["estimated"]) == (12, False)
     assert "12 customers" in response.content.decode()
-    response = staff_client.get("/customers/")
+    response = admin_client.get("/customers/")
     assert (response.context["count"], response.context["estimated"]) == (60, False)
     assert "estimated" not in response.content.decode()
 
 
 def test_count_past_the_limit_is_worded_as_an_estimate(
-    staff_client, sixty, settings, planner_expects
+    admin_client, sixty, settings, planner_expects
 ):
     settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT = 10
     planner_expects(57)
-    response = staff_client.get("/customers/")
+    response = admin_client.get("/customers/")
     assert (response.context["count"], response.context["estimated"]) == (57, True)
     assert "About 57 customers (estimated)" in response.content.decode()
 
 
 def test_count_past_the_limit_with_a_lower_estimate_says_more_than_the_limit(
-    staff_client, sixty, settings, planner_expects
+    admin_client, sixty, settings, planner_expects
 ):
     settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT = 10
     planner_expects(8)
-    response = staff_client.get("/customers/")
+    response = admin_client.get("/customers/")
     assert (response.context["count"], response.context["estimated"]) == (11, True)
     assert "More than 10 customers" in response.content.decode()
 
 
-def test_count_of_one_is_singular(staff_client, customer):
-    assert re.search(r"\b1 customer\b", staff_client.get("/customers/").content.decode())
+def test_count_of_one_is_singular(admin_client, customer):
+    assert re.search(r"\b1 customer\b", admin_client.get("/customers/").content.decode())
 
 
 # htmx -------------------------------------------------------------------------------------
 
 
-def test_htmx_request_for_the_results_gets_only_the_results_fragment(staff_client, sixty):
-    response = staff_client.get(
+def test_htmx_request_for_the_results_gets_only_the_results_fragment(admin_client, sixty):
+    response = admin_client.get(
         "/customers/", {"q": "李娜"}, headers={"HX-Request": "true", "HX-Target": "results"}
     )
     assert response.status_code == 200
@@ -409,15 +409,15 @@ def test_htmx_request_for_the_results_gets_only_the_results_fragment(staff_clien
     assert content.count('name="selected"') == 12
 
 
-def test_htmx_request_for_another_target_gets_the_whole_page(staff_client, sixty):
-    response = staff_client.get(
+def test_htmx_request_for_another_target_gets_the_whole_page(admin_client, sixty):
+    response = admin_client.get(
         "/customers/", headers={"HX-Request": "true", "HX-Target": "somewhere-else"}
     )
     assert "<html" in response.content.decode()
 
 
-def test_plain_request_gets_the_whole_page(staff_client, sixty):
-    content = staff_client.get("/customers/").content.decode()
+def test_plain_request_gets_the_whole_page(admin_client, sixty):
+    content = admin_client.get("/customers/").content.decode()
     assert "<html" in content and 'id="results"' in content and 'id="list-form"' in content
 
 

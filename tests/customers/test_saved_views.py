@@ -53,10 +53,10 @@ def test_two_users_may_give_their_views_the_same_name(client, staff2, saved):
     assert SavedView.objects.filter(name="上海 VIP").count() == 2
 
 
-def test_reopening_a_view_shows_the_list_with_its_query(staff_client, saved, make_customer):
-    make_customer("张伟", status="active", tags=["vip"])
-    make_customer("张三", status="lead", tags=["vip"])
-    make_customer("李四", status="active", tags=["vip"])
+def test_reopening_a_view_shows_the_list_with_its_query(staff_client, staff, saved, make_customer):
+    make_customer("张伟", status="active", tags=["vip"], owner=staff)
+    make_customer("张三", status="lead", tags=["vip"], owner=staff)
+    make_customer("李四", status="active", tags=["vip"], owner=staff)
     content = staff_client.get("/customers/").content.decode()
     assert f'href="/customers/?{QUERY.replace("&", "&amp;")}"' in content
     response = staff_client.get(saved.get_absolute_url())

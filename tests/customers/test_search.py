@@ -61,13 +61,13 @@ def found(client, q):
     ],
 )
 def test_staff_finds_customers_by_chinese_name_fragment_or_company(
-    staff_client, people, q, expected
+    admin_client, people, q, expected
 ):
-    assert found(staff_client, q) == expected
+    assert found(admin_client, q) == expected
 
 
-def test_staff_finds_customer_by_full_pinyin_with_a_space(staff_client, people):
-    result = found(staff_client, "zhang wei")
+def test_staff_finds_customer_by_full_pinyin_with_a_space(admin_client, people):
+    result = found(admin_client, "zhang wei")
     assert "张伟" in result
     # 张明伟 has both syllables too; nobody without them may match.
     assert result <= {"张伟", "张明伟"}
@@ -78,9 +78,9 @@ def test_staff_finds_customer_by_full_pinyin_with_a_space(staff_client, people):
     [("wei zhang", {"张伟", "张明伟"}), ("ming li", {"黎明"}), ("li na", {"李娜"})],
 )
 def test_pinyin_syllables_typed_apart_find_names_with_all_of_them_in_any_order(
-    staff_client, people, q, expected
+    admin_client, people, q, expected
 ):
-    assert found(staff_client, q) == expected
+    assert found(admin_client, q) == expected
 
 
 @pytest.mark.parametrize(
@@ -98,27 +98,19 @@ def test_pinyin_syllables_typed_apart_find_names_with_all_of_them_in_any_order(
     ],
 )
 def test_staff_finds_customers_by_pinyin_compact_initials_syllable_or_latin_name(
-    staff_client, people, q, expected
+    admin_client, people, q, expected
 ):
-    assert found(staff_client, q) == expected
+    assert found(admin_client, q) == expected
 
 
-@pytest.mark.parametrize(
-    ("q", "expected"),
-    [
-        ("li.na@shop.cn", {"李娜"}),
-        ("LI.NA@SHOP.CN", {"李娜"}),
-        ("@shop.cn", {"李娜"}),
-        ("li.na@", {"李娜"}),
-        ("@example.", {"张伟", "王小明"}),
-    ],
-)
-def test_staff_finds_customers_by_exact_or_partial_email(staff_client, people, q, expected):
-    assert found(staff_client, q) == expected
+@pytest.mark.parametrize("q", ["li.na@shop.cn", "LI.NA@SHOP.CN", " Li.Na@Shop.cn "])
+def test_staff_finds_customer_by_their_whole_email_in_any_case(admin_client, people, q):
+    assert found(admin_client, q) == {"李娜"}
 
 
-def test_staff_finds_customer_by_the_domain_of_their_email(staff_client, people):
-    assert found(staff_client, "shop.cn") == {"李娜"}
+@pytest.mark.parametrize("q", ["@shop.cn", "li.na@", "@example.", "shop.cn"])
+def test_part_of_an_email_finds_nobody_as_emails_are_encrypted(admin_client, people, q):
+    assert found(admin_client, q) == set()
 
 
 @pytest.mark.parametrize(
@@ -132,25 +124,25 @@ def test_staff_finds_customer_by_the_domain_of_their_email(staff_client, people)
         "+86-138-0013-8000",
     ],
 )
-def test_staff_finds_customer_by_phone_in_any_format(staff_client, people, q):
-    assert found(staff_client, q) == {"张伟"}
+def test_staff_finds_customer_by_phone_in_any_format(admin_client, people, q):
+    assert found(admin_client, q) == {"张伟"}
 
 
-def test_staff_finds_customers_by_the_last_four_digits_of_their_phone(staff_client, people):
-    assert found(staff_client, "8000") == {"张伟", "王小明"}
-    assert found(staff_client, "5678") == {"李娜"}
+def test_staff_finds_customers_by_the_last_four_digits_of_their_phone(admin_client, people):
+    assert found(admin_client, "8000") == {"张伟", "王小明"}
+    assert found(admin_client, "5678") == {"李娜"}
 
 
-def test_search_that_matches_nobody_says_so(staff_client, people):
-    response = staff_client.get("/customers/", {"q": "欧阳"})
+def test_search_that_matches_nobody_says_so(admin_client, people):
+    response = admin_client.get("/customers/", {"q": "欧阳"})
     assert response.status_code == 200
     assert list(response.context["page"].items) == []
     assert "No customers match." in response.content.decode()
 
 
-def test_empty_search_lists_everyone(staff_client, people):
-    assert found(staff_client, "   ") == EVERYONE
+def test_empty_search_lists_everyone(admin_client, people):
+    assert found(admin_client, "   ") == EVERYONE
 
 
-def test_full_width_characters_are_searched_as_half_width(staff_client, people):
-    assert found(staff_client, "ＺＨＡＮＧＷＥＩ") == {"张伟"}
+def test_full_width_characters_are_searched_as_half_width(admin_client, people):
+    assert found(admin_client, "ＺＨＡＮＧＷＥＩ") == {"张伟"}

@@ -14,7 +14,7 @@ def test_staff_opens_a_customer_and_edits_company_and_tags(staff_page, customers
     page.get_by_role("link", name="张伟").click()
 
     expect(page.get_by_role("heading", name="张伟", level=1)).to_be_visible()
-    expect(page.get_by_text("138 0013 8000", exact=True)).to_be_visible()
+    expect(page.get_by_text("138****8000", exact=True)).to_be_visible()
     timeline = page.get_by_role("region", name="Timeline")
     expect(timeline.get_by_text("Asked about the spring catalogue")).to_be_visible()
     expect(timeline.get_by_text(re.compile(r"Order SO-1001"))).to_be_visible()
@@ -28,9 +28,15 @@ def test_staff_opens_a_customer_and_edits_company_and_tags(staff_page, customers
 
     expect(page.get_by_role("status")).to_have_text("Changes to 张伟 saved.")
     expect(page.get_by_role("heading", name="张伟", level=1)).to_be_visible()
-    expect(page.get_by_text("苏州新星电子有限公司", exact=True)).to_be_visible()
-    expect(page.get_by_text("gold", exact=True)).to_be_visible()
-    expect(page.get_by_text("vip", exact=True)).to_have_count(0)
+    head = page.locator(".page-head")
+    expect(head.get_by_text("苏州新星电子有限公司", exact=True)).to_be_visible()
+    expect(head.get_by_text("gold", exact=True)).to_be_visible()
+    expect(head.get_by_text("vip", exact=True)).to_have_count(0)
+    # The change is in the customer's history, with what was there before.
+    history = page.get_by_role("region", name="Change history")
+    change = history.get_by_role("row").filter(has_text=re.compile("company", re.I))
+    expect(change).to_contain_text("上海华东贸易有限公司")
+    expect(change).to_contain_text("苏州新星电子有限公司")
     saved = Customer.objects.get(pk=customers["张伟"].pk)
     assert (saved.company, saved.tags) == ("苏州新星电子有限公司", ["gold"])
 

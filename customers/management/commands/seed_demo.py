@@ -180,7 +180,7 @@ def find_anchor():
     Keeping the first run's anchor is what makes a later run generate the same rows. It is read
     back from customer 0, whose phone number does not depend on it.
     """
-    first = Customer.objects.filter(phone=demo.phone_number(0)).values_list("pk", "created_at")
+    first = Customer.objects.with_phone(demo.phone_number(0)).values_list("pk", "created_at")
     for pk, created in first:
         anchor = demo.anchor_of(0, pk.hex, demo.micros(created))
         if anchor is not None:
@@ -311,8 +311,9 @@ def _copy(cursor, model):
 def _merge(cursor):
     """Insert the staged rows that are not there yet; history only for customers just added.
 
-    A customer is skipped when a row with its id, phone or email exists: from an earlier run, or
-    a real customer who happens to have the same phone. Its staged history is skipped with it.
+    A customer is skipped when a row with its id, phone or email exists (the unique blind
+    indexes tell): from an earlier run, or a real customer who happens to have the same phone.
+    Its staged history is skipped with it.
     """
     cursor.execute(
         f"WITH added AS ({_insert(Customer, 'TRUE')} RETURNING id) "
