@@ -36,7 +36,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from psycopg import sql
 
-from cims import embedded
+from cims import crypto, embedded
 from cims.devstack import wait_until_ready
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -181,6 +181,10 @@ def bench_environment(url, static_root):
         "CACHE_KEY_PREFIX": "cims-bench",
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "cims.settings",
+        # The bench database keeps its customers between runs, so its keys are kept too.
+        **crypto.development_keys(BASE_DIR / "var" / "keys" / "bench-keys.json"),
+        "AUDIT_SIGNING_KEY_FILE": str(BASE_DIR / "var" / "keys" / "bench-audit-signing-key.pem"),
+        "AUDIT_SIGNING_KEY_AUTOCREATE": "1",
     }
 
 

@@ -144,3 +144,16 @@ def test_ipv6_addresses_read_back_with_the_same_hash(rf, address):
 
     entry = AuditEntry.objects.get()
     assert entry.compute_hash() == entry.hash
+
+
+def test_a_settings_change_in_the_admin_is_recorded(admin_client):
+    from accounts.audit import Action, AuditEntry
+
+    response = admin_client.post(
+        "/admin/customers/customfield/add/",
+        {"key": "shoe_size", "label": "鞋码", "type": "number", "choices": "[]", "position": 0},
+    )
+    assert response.status_code == 302
+    entry = AuditEntry.objects.get(action=Action.SETTINGS_CHANGE)
+    assert entry.data["model"] == "customfield" and entry.data["change"] == "add"
+    assert entry.actor_username == "admin"

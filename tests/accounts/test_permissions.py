@@ -235,3 +235,55 @@ def test_staff_may_hand_customers_only_to_themselves(staff, staff2, manager, adm
     assert staff in permissions.assignable_owners(manager)
     assert staff2 not in permissions.assignable_owners(manager)
     assert staff2 in permissions.assignable_owners(admin_user)
+
+
+@pytest.fixture
+def crowd(staff, staff2, manager, viewer, teams, make_customer):
+    """Customers spread over every kind of reach, some shared with users and teams."""
+    owners = [staff, staff2, manager, None]
+    team_choices = [teams[0], teams[1], None]
+    crowd = []
+    for number in range(36):
+        customer = make_customer(
+            f"客户{number:02}",
+            owner=owners[number % 4],
+            team=team_choices[number % 3],
+            status="active" if number % 2 else "lead",
+        )
+        crowd.append(customer)
+    permissions.share(crowd[3], staff, "view")
+    permissions.share(crowd[7], teams[0], "change")
+    permissions.share(crowd[11], viewer, "view")
+    return crowd
+
+
+@pytest.mark.parametrize("persona", ["admin_user", "manager", "staff", "staff2", "viewer"])
+def test_list_search_and_count_are_exactly_the_visible_customers(
+    persona, request, crowd, client, verified_login
+):
+    user = request.getfixturevalue(persona)
+    verified_login(client, user)
+    expected = {str(pk) for pk in permissions.visible_customers(user).values_list("pk", flat=True)}
+    for params, condition in [
+        ({}, lambda c: True),
+        ({"q": "客户1"}, lambda c: c.display_name.startswith("客户1")),
+        ({"status": "active"}, lambda c: c.status == "active"),
+    ]:
+        response = client.get(reverse("customers:list"), {**params, "size": 200})
+        shown = {str(c.pk) for c in response.context["page"].items}
+        wanted = {str(c.pk) for c in crowd if condition(c)} & expected
+        assert shown == wanted, params
+        assert response.context["count"] == len(wanted), params
+
+
+@pytest.mark.parametrize("persona", ["admin_user", "manager"])
+def test_bulk_actions_reach_exactly_the_changeable_customers(persona, request, crowd):
+    user = request.getfixturevalue(persona)
+    bulk = BulkAction.objects.create(
+        user=user, action="add_tags", params={"tags": ["x"]}, query="status=active"
+    )
+    expected = set(permissions.changeable_customers(user).filter(status="active"))
+    assert set(bulk.targets()) == expected
+    bulk.run()
+    tagged = set(Customer.objects.filter(tags__contains=["x"]))
+    assert tagged == expected
