@@ -11,6 +11,9 @@ from django.db import DatabaseError, connection, connections, transaction
 from accounts import audit
 from accounts.audit import AuditEntry
 
+# The messages checked here are read in English.
+pytestmark = pytest.mark.usefixtures("english")
+
 TABLE = "accounts_auditentry"
 TRIGGER = "accounts_auditentry_append_only"
 

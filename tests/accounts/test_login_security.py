@@ -7,7 +7,6 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.test import override_settings
 
-from accounts.signals import login_locked_out
 from tests.conftest import PASSWORD, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
@@ -28,18 +27,6 @@ def sign_in(client, username, password, address="198.51.100.7", **headers):
 
 def signed_in(client):
     return client.get("/customers/").status_code == 200
-
-
-@pytest.fixture
-def lockouts():
-    received = []
-
-    def remember(sender, username, request, **kwargs):
-        received.append(username)
-
-    login_locked_out.connect(remember, dispatch_uid="test-lockouts")
-    yield received
-    login_locked_out.disconnect(dispatch_uid="test-lockouts")
 
 
 def test_fifth_wrong_password_locks_the_account_for_fifteen_minutes(client, staff, lockouts):

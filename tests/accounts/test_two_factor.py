@@ -11,7 +11,6 @@ from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import two_factor
-from accounts.signals import login_locked_out
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
@@ -153,18 +152,6 @@ def test_sign_in_signals_fire_after_the_code_not_after_the_password(client, devi
 
 
 # Throttling the code step
-
-
-@pytest.fixture
-def lockouts():
-    received = []
-
-    def remember(sender, username, request, **kwargs):
-        received.append(username)
-
-    login_locked_out.connect(remember, dispatch_uid="test-lockouts")
-    yield received
-    login_locked_out.disconnect(dispatch_uid="test-lockouts")
 
 
 def test_five_wrong_codes_lock_the_account(client, device, lockouts):
