@@ -162,7 +162,7 @@ class AuditEntry(models.Model):
 
     def change_rows(self):
         """[(field label, old, new)] of a change entry, sensitive values in masked form."""
-        labels = _customer_field_labels() if self.object_type == "customers.customer" else {}
+        labels = {**CHANGE_LABELS, **_field_labels(self.object_type)}
         rows = []
         for field, pair in sorted((self.data.get("changes") or {}).items()):
             old, new = (pair + [None, None])[:2] if isinstance(pair, list) else (None, pair)
@@ -170,11 +170,25 @@ class AuditEntry(models.Model):
         return rows
 
 
+# Changes recorded under names that are not a field of the changed model.
+CHANGE_LABELS = {
+    "role": _("role"),
+    "teams": _("teams"),
+    "active": _("active"),
+    "members": _("members"),
+    "permissions": _("permissions"),
+}
+
+
 @functools.cache
-def _customer_field_labels():
+def _field_labels(object_type):
+    """{field name: translated label} of the model named "app_label.model", if there is one."""
     from django.apps import apps
 
-    model = apps.get_model("customers", "Customer")
+    try:
+        model = apps.get_model(object_type)
+    except (LookupError, ValueError):
+        return {}
     return {f.name: f.verbose_name for f in model._meta.get_fields() if hasattr(f, "verbose_name")}
 
 

@@ -79,7 +79,7 @@ def user_list(request):
     page = Paginator(filterset.qs, USERS_PER_PAGE).get_page(request.GET.get("page"))
     for user in page:
         user.role_label = ", ".join(str(roles.label(group.name)) for group in user.role_groups)
-        user.two_factor_required = any(
+        user.two_factor_required = user.is_superuser or any(
             group.name in roles.TWO_FACTOR_REQUIRED for group in user.role_groups
         )
     return render(request, "accounts/manage/user_list.html", {"filter": filterset, "page": page})

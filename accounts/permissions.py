@@ -228,11 +228,16 @@ def access_list(customer):
     from django.contrib.auth.models import Permission
     from django.utils.translation import gettext as _
 
-    User = get_user_model()
-    active = User.objects.filter(is_active=True)
+    active = get_user_model().objects.filter(is_active=True)
+    perms = dict(
+        Permission.objects.filter(
+            content_type__app_label="customers",
+            codename__in=["change_all_customers", "change_team_customers", "view_team_customers"],
+        ).values_list("codename", "pk")
+    )
 
     def holders(codename):
-        perm = Permission.objects.get(content_type__app_label="customers", codename=codename)
+        perm = perms[codename]
         return active.filter(
             Q(groups__permissions=perm) | Q(user_permissions=perm) | Q(is_superuser=True)
         ).distinct()
@@ -244,13 +249,12 @@ def access_list(customer):
         rows.append((customer.owner, _("view, change, delete"), _("owner")))
     if customer.team_id:
         team = customer.team
-        for user in holders("change_team_customers").filter(groups=team.group_id):
+        managers = holders("change_team_customers").filter(groups=team.group_id)
+        for user in managers:
             reason = _("manages the team %(team)s") % {"team": team}
             rows.append((user, _("view, change, delete"), reason))
         for user in (
-            holders("view_team_customers")
-            .filter(groups=team.group_id)
-            .exclude(pk__in=holders("change_team_customers"))
+            holders("view_team_customers").filter(groups=team.group_id).exclude(pk__in=managers)
         ):
             rows.append((user, _("view"), _("member of the team %(team)s") % {"team": team}))
     for share in customer_shares(customer):

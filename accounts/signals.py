@@ -4,9 +4,7 @@
 refusing a username.
 """
 
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.db.models.signals import post_save
 from django.dispatch import Signal, receiver
 
 from accounts import audit
@@ -37,22 +35,3 @@ def record_login_failed(sender, credentials, request=None, **kwargs):
 @receiver(login_locked_out, dispatch_uid="audit_lockout")
 def record_lockout(sender, username, request=None, **kwargs):
     audit.record(audit.Action.LOCKOUT, data={"username": str(username)[:150]}, request=request)
-
-
-@receiver(post_save, sender=LogEntry, dispatch_uid="audit_admin_change")
-def record_admin_change(sender, instance, created, **kwargs):
-    """Changes made in the Django admin (custom fields, tags and other settings)."""
-    if not created:
-        return
-    audit.record(
-        audit.Action.SETTINGS_CHANGE,
-        data={
-            "model": instance.content_type.model if instance.content_type_id else "",
-            "object_id": instance.object_id or "",
-            "object": instance.object_repr,
-            "change": {ADDITION: "add", CHANGE: "change", DELETION: "delete"}.get(
-                instance.action_flag, ""
-            ),
-            "message": instance.get_change_message(),
-        },
-    )

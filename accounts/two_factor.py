@@ -28,7 +28,8 @@ PENDING_KEY = "accounts.pending_sign_in"
 
 
 def is_required(user):
-    # Superusers can do everything an administrator can, and more.
+    # Superusers can do everything an administrator can, and more. The same rule, read in one
+    # query with the device, is status() below.
     return user.is_superuser or user.groups.filter(name__in=roles.TWO_FACTOR_REQUIRED).exists()
 
 
@@ -37,16 +38,18 @@ def is_enabled(user):
 
 
 def status(user):
-    """(has two-factor authentication, role requires it), in one query."""
-    return (
+    """(has two-factor authentication, it is required), in one query."""
+    enabled, by_role, superuser = (
         get_user_model()
         .objects.filter(pk=user.pk)
         .values_list(
             Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)),
             Exists(Group.objects.filter(user=OuterRef("pk"), name__in=roles.TWO_FACTOR_REQUIRED)),
+            "is_superuser",
         )
         .get()
     )
+    return enabled, by_role or superuser
 
 
 def unconfirmed_device(user):

@@ -1,17 +1,21 @@
 from django.contrib import admin
 
 from accounts.permissions import can, visible_customers
+from cims.admin import AuditedModelAdmin
+from customers.masking import SENSITIVE_FIELDS
 from customers.models import Customer, CustomField, SavedView, Tag
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
-    # Sensitive fields are left out of the admin's lists: the app's pages mask and audit them.
+class CustomerAdmin(AuditedModelAdmin):
+    # Sensitive fields are left out of the admin altogether: the app's pages mask them and
+    # record every look at one.
     list_display = ["display_name", "company", "status", "owner", "created_at"]
     list_filter = ["status", "source"]
     search_fields = ["display_name", "company"]
     raw_id_fields = ["owner"]
     readonly_fields = ["created_at", "updated_at", "created_by", "updated_by", "version"]
+    exclude = SENSITIVE_FIELDS
     show_full_result_count = False  # an exact count of a million rows on every page is slow
 
     def get_queryset(self, request):
@@ -28,17 +32,17 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(CustomField)
-class CustomFieldAdmin(admin.ModelAdmin):
+class CustomFieldAdmin(AuditedModelAdmin):
     list_display = ["key", "label", "label_en", "type", "required", "active", "position"]
     list_editable = ["position", "active"]
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(AuditedModelAdmin):
     search_fields = ["name"]
 
 
 @admin.register(SavedView)
-class SavedViewAdmin(admin.ModelAdmin):
+class SavedViewAdmin(AuditedModelAdmin):
     list_display = ["name", "user", "updated_at"]
     raw_id_fields = ["user"]

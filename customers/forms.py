@@ -9,7 +9,8 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team
 from accounts.permissions import (
-    SHARE_LEVELS,
+    CHANGE,
+    VIEW,
     assignable_owners,
     assignable_teams,
     can_view_sensitive,
@@ -28,6 +29,7 @@ from customers.models import (
     Status,
 )
 from customers.phones import format_phone, normalize_phone
+from customers.search import normalize_email
 
 MAX_TAGS = 20
 DATETIME_WIDGET = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
@@ -138,7 +140,7 @@ class CustomerForm(forms.ModelForm):
         return [f for f in self if not f.name.startswith("attr_") and not f.is_hidden]
 
     def clean_email(self):
-        email = self.cleaned_data["email"].strip().lower()
+        email = normalize_email(self.cleaned_data["email"])
         if email and (other := self._other_customer(Customer.objects.with_email(email))):
             raise ValidationError(self._duplicate_message(other, _("email")), code="duplicate")
         return email
@@ -458,8 +460,8 @@ class ShareForm(forms.Form):
     subject = forms.CharField(label=_("Share with"))
     level = forms.ChoiceField(
         label=_("Access"),
-        choices=[("view", _("View")), ("change", _("View and change"))],
-        initial="view",
+        choices=[(VIEW, _("View")), (CHANGE, _("View and change"))],
+        initial=VIEW,
     )
 
     def __init__(self, *args, customer, **kwargs):
@@ -484,7 +486,5 @@ class ShareForm(forms.Form):
             subject = active_users().filter(pk=pk).first()
         if subject is None:
             raise ValidationError(_("Choose a colleague or a team to share with."))
-        if data.get("level") not in SHARE_LEVELS:
-            raise ValidationError(_("Choose the access to give."))
         data["kind"], data["subject"] = kind, subject
         return data

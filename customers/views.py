@@ -40,6 +40,7 @@ from customers.forms import (
 from customers.masking import SENSITIVE_FIELDS
 from customers.models import BulkAction, Customer, CustomField, SavedView, Tag
 from customers.phones import normalize_phone
+from customers.search import normalize_email
 from customers.tasks import run_bulk_action
 
 # What a row of the list shows, and every column a sort (and so a page link) needs.
@@ -148,11 +149,11 @@ def customer_detail(request, pk):
         # Values revealed by the POST that redirected here: shown once, recorded then.
         revealed=request.session.pop(_revealed_key(customer), []),
         can_share=can_share(request.user, customer),
-        shares=permissions.customer_shares(customer),
         access=permissions.access_list(customer) if see_access else None,
         history=audit.customer_history(customer) if see_access or context["can_change"] else None,
     )
     if context["can_share"]:
+        context["shares"] = permissions.customer_shares(customer)
         context["share_form"] = ShareForm(customer=customer)
     return render(request, "customers/customer_detail.html", context)
 
@@ -283,8 +284,10 @@ def customer_create(request):
 @require_http_methods(["GET", "POST"])
 def customer_edit(request, pk):
     customer = get_customer_for(request.user, pk, "change")
-    before = _audited_values(None, customer)
     form = CustomerForm(request.POST or None, instance=customer, user=request.user)
+    # Compared over the form's own fields: those it leaves out (sensitive ones, for some users)
+    # are neither read nor changed.
+    before = _audited_values(form, customer)
     if request.method == "GET":
         # The form shows the sensitive values in clear, so opening it is a recorded reveal.
         if shown := [f for f in SENSITIVE_FIELDS if f in form.fields and before.get(f)]:
@@ -322,8 +325,7 @@ def customer_edit(request, pk):
 
 def _audited_values(form, customer):
     """The values of the fields the edit form can change, as the audit trail compares them."""
-    names = form.fields if form is not None else CustomerForm.base_fields
-    values = {name: getattr(customer, name) for name in names if hasattr(customer, name)}
+    values = {name: getattr(customer, name) for name in form.fields if hasattr(customer, name)}
     # Custom attributes are edited as attr_* form fields but stored in one JSON value.
     values.pop("version", None)
     for key, value in customer.attributes.items():
@@ -363,7 +365,7 @@ def duplicate_hint(request):
     """Customers the user can see that already have the email or phone typed into a form."""
     if not can_list_customers(request.user):
         raise PermissionDenied
-    email = request.GET.get("email", "").strip().lower()[:254]
+    email = normalize_email(request.GET.get("email", ""))[:254]
     try:
         # Only a well-formed address can match, and a malformed one (say, with a NUL
         # character, which PostgreSQL cannot compare) must not reach the database.

@@ -157,3 +157,33 @@ def test_a_settings_change_in_the_admin_is_recorded(admin_client):
     entry = AuditEntry.objects.get(action=Action.SETTINGS_CHANGE)
     assert entry.data["model"] == "customfield" and entry.data["change"] == "add"
     assert entry.actor_username == "admin"
+
+
+def test_deleting_several_objects_in_the_admin_records_each(admin_client):
+    from accounts.audit import Action, AuditEntry
+    from customers.models import Tag
+
+    tags = [Tag.objects.create(name=name) for name in ("甲", "乙")]
+    response = admin_client.post(
+        "/admin/customers/tag/",
+        {"action": "delete_selected", "_selected_action": [t.pk for t in tags], "post": "yes"},
+    )
+    assert response.status_code == 302
+    deleted = AuditEntry.objects.filter(action=Action.SETTINGS_CHANGE, data__change="delete")
+    assert sorted(e.data["object"] for e in deleted) == ["乙", "甲"]
+
+
+def test_the_admin_does_not_show_sensitive_customer_fields(admin_client, customer):
+    content = admin_client.get(f"/admin/customers/customer/{customer.pk}/change/").content
+    assert b"zhang.wei@example.com" not in content and b"13800138000" not in content
+
+
+def test_changes_to_a_user_are_shown_with_field_labels(staff, english):
+    from accounts import audit
+
+    entry = audit.record(
+        audit.Action.USER_UPDATE,
+        target=staff,
+        data={"changes": {"first_name": ["伟", "强"], "role": ["Staff", "Manager"]}},
+    )
+    assert [label for label, _old, _new in entry.change_rows()] == ["first name", "role"]

@@ -433,3 +433,13 @@ def test_deactivated_user_cannot_turn_it_off(client, outsider):
     response = client.post("/accounts/security/two-factor/off/", {"password": PASSWORD})
     assert response["Location"].startswith("/accounts/login/")
     assert two_factor.is_enabled(outsider)
+
+
+def test_a_superuser_without_a_role_must_set_up_two_factor(client, db):
+    from tests.conftest import make_user
+
+    root = make_user("root", is_superuser=True, is_staff=True)
+    client.force_login(root)
+    response = client.get("/customers/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/security/two-factor/")

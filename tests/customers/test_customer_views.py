@@ -468,3 +468,28 @@ def test_duplicate_hint_is_empty_without_a_match(staff_client, customer, params)
     response = staff_client.get("/customers/duplicates/", params)
     assert response.status_code == 200
     assert response.content.decode().strip() == ""
+
+
+def test_an_edit_without_sensitive_access_records_only_what_changed(client, staff, customer):
+    from django.contrib.auth.models import Permission
+
+    from accounts.audit import Action, AuditEntry
+
+    # Staff whose role lacks "view sensitive data": the form leaves those fields out.
+    for group in staff.groups.all():
+        group.permissions.remove(Permission.objects.get(codename="view_sensitive_data"))
+    client.force_login(staff)
+    data = edit_post(
+        customer,
+        company="新公司",
+        owner=staff.pk,
+        team=customer.team_id,
+        province=customer.province,
+        city=customer.city,
+    )
+    response = client.post(f"/customers/{customer.pk}/edit/", data)
+    assert response.status_code == 302
+    entry = AuditEntry.objects.get(action=Action.CUSTOMER_UPDATE)
+    assert set(entry.data["changes"]) == {"company"}
+    customer.refresh_from_db()
+    assert customer.phone == "+8613800138000"

@@ -421,6 +421,20 @@ def test_rotate_keys_reindex_recomputes_the_blind_indexes_after_a_key_change(
     assert list(Customer.objects.with_phone_ending("0001")) == [customer]
 
 
+def test_rotate_keys_reindex_keeps_the_indexes_of_a_row_it_cannot_read(canary, make_customer):
+    other = make_customer("乙", phone="+8613700001111", email="yi@example.com")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET phone = (SELECT phone FROM {TABLE} WHERE id = %s) WHERE id = %s",
+            [canary.pk, other.pk],
+        )
+    before = raw(other.pk, "email_index"), raw(other.pk, "phone_index")
+    output = io.StringIO()
+    call_command("rotate_keys", "--reindex", stdout=output, stderr=output)
+    assert (raw(other.pk, "email_index"), raw(other.pk, "phone_index")) == before
+    assert list(Customer.objects.with_email("yi@example.com")) == [other]
+
+
 def test_saving_moves_an_untouched_value_to_the_newest_key(keys, make_customer):
     customer = make_customer(phone="+8613800138000", street="人民路1号")
     keys.add_second()

@@ -55,7 +55,7 @@ def rotate_batch(*, after, batch_size, reindex=False):
     current = crypto.current_version()
     condition = "TRUE" if reindex else _outdated(current)
     columns = [f.column for f in fields]
-    changed, unreadable = [], []
+    changed, changed_unindexed, unreadable = [], [], []
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, {', '.join(columns)} FROM {table} WHERE id > %s AND {condition} "
@@ -64,7 +64,7 @@ def rotate_batch(*, after, batch_size, reindex=False):
         )
         rows = cursor.fetchall()
         for pk, *blobs in rows:
-            sealed, plain, resealed = [], {}, False
+            sealed, plain, resealed, readable = [], {}, False, True
             for field, blob in zip(fields, blobs, strict=True):
                 blob = None if blob is None else bytes(blob)
                 if blob is not None and (reindex or crypto.key_version(blob) != current):
@@ -72,11 +72,17 @@ def rotate_batch(*, after, batch_size, reindex=False):
                         plain[field.name] = field.open(blob, pk)
                     except crypto.DecryptionError:
                         unreadable.append(f"{table}.{field.column}.{pk}")
+                        readable = False
                     else:
                         if crypto.key_version(blob) != current:
                             blob, resealed = field.seal(plain[field.name], pk), True
                 sealed.append(blob)
-            if reindex:
+            if reindex and not readable:
+                # Indexes computed without the unreadable value would drop the row from exact
+                # search and from the uniqueness check: its old ones are kept.
+                if resealed:
+                    changed_unindexed.append([pk, *sealed])
+            elif reindex:
                 email_index = search.email_index(plain.get("email", ""))
                 changed.append(
                     [pk, *sealed, email_index, *search.phone_indexes(plain.get("phone"))]
@@ -85,7 +91,10 @@ def rotate_batch(*, after, batch_size, reindex=False):
                 changed.append([pk, *sealed])
         if changed:
             _write(cursor, table, columns, changed, reindex)
-    return (rows[-1][0] if rows else None), len(changed), unreadable
+        if changed_unindexed:
+            _write(cursor, table, columns, changed_unindexed, reindex=False)
+    count = len(changed) + len(changed_unindexed)
+    return (rows[-1][0] if rows else None), count, unreadable
 
 
 def _write(cursor, table, columns, rows, reindex):
