@@ -39,6 +39,9 @@ def role_permission_codenames():
     return [
         *(f"customers.{action}_customer" for action in ("view", "add", "change", "delete")),
         *(f"customers.{codename}" for codename, _name in Customer._meta.permissions),
+        *(f"intake.{action}_form" for action in ("view", "add", "change", "delete")),
+        "intake.add_submission",
+        "intake.review_submission",
         *(f"accounts.{codename}" for codename, _name in User._meta.permissions),
     ]
 

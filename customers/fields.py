@@ -11,6 +11,7 @@ The database cannot compare plaintext, so filtering on these fields fails loudly
 """
 
 import datetime
+import json
 import logging
 
 from django.core.exceptions import FieldError
@@ -198,6 +199,20 @@ class EncryptedDateField(EncryptedMixin, models.DateField):
 
     def decode(self, plaintext):
         return datetime.date.fromisoformat(plaintext.decode())
+
+
+class EncryptedJSONField(EncryptedMixin, models.JSONField):
+    """A JSON document (dicts, lists, strings, numbers) stored as one ciphertext."""
+
+    @property
+    def empty_value(self):
+        return {}
+
+    def encode(self, value):
+        return json.dumps(value, ensure_ascii=False, cls=self.encoder).encode()
+
+    def decode(self, plaintext):
+        return json.loads(plaintext)
 
 
 def encrypted_fields(model):

@@ -332,6 +332,8 @@ class Customer(models.Model):
             ("share_customer", _("Can share customers they own or manage")),
             ("bulk_change_customers", _("Can change customers in bulk")),
             ("export_customers", _("Can export customers")),
+            ("import_customers", _("Can import customers from files")),
+            ("merge_customers", _("Can merge duplicate customers")),
         ]
         constraints = [
             # Lower-case email and E.164 phone cannot be checked on ciphertexts: save() makes

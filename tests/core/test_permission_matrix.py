@@ -6,54 +6,38 @@ the sign-in page, or a form error 400/409); the others are exact status codes, a
 redirect to the sign-in page.
 """
 
+import importlib
+import pkgutil
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts import permissions
 from customers.models import BulkAction, SavedView
+from tests.core import matrix
+from tests.core.matrix import (
+    AUDIT,
+    BULK,
+    CHANGE_CUSTOMER,
+    CREATE_CUSTOMERS,
+    LOGIN,
+    MANAGE,
+    NOT_ALLOWED,
+    OK,
+    OWN_BULK_ACTION,
+    OWN_SAVED_VIEW,
+    PERSONAS,
+    PUBLIC,
+    SEE_CUSTOMER,
+    SIGNED_IN,
+    WORK_WITH_CUSTOMERS,
+    both,
+    every,
+    get,
+    post,
+)
 
 pytestmark = pytest.mark.django_db
-
-PERSONAS = ("anonymous", "admin", "manager", "staff", "staff2", "viewer", "auditor")
-OK, LOGIN, NOT_ALLOWED = "ok", "login", 405
-
-
-def every(answer, **exceptions):
-    """The same answer for every signed-in persona (anonymous visitors are sent to sign in)."""
-    return {"anonymous": LOGIN, **dict.fromkeys(PERSONAS[1:], answer), **exceptions}
-
-
-PUBLIC = dict.fromkeys(PERSONAS, OK)
-SIGNED_IN = every(OK)
-# Customer pages of a customer that `staff` owns in the team `manager` manages and `viewer` is in.
-SEE_CUSTOMER = every(OK, staff2=404, auditor=404)
-CHANGE_CUSTOMER = every(OK, viewer=403, staff2=404, auditor=404)
-WORK_WITH_CUSTOMERS = every(OK, auditor=403)
-CREATE_CUSTOMERS = every(OK, viewer=403, auditor=403)
-BULK = every(403, admin=OK, manager=OK)
-MANAGE = every(403, admin=OK)
-AUDIT = every(403, admin=OK, auditor=OK)
-OWN_SAVED_VIEW = every(404, staff=OK)
-OWN_BULK_ACTION = every(404, manager=OK)
-GET_ONLY = {"POST": dict.fromkeys(PERSONAS, NOT_ALLOWED)}
-POST_ONLY = {"GET": dict.fromkeys(PERSONAS, NOT_ALLOWED)}
-NOT_ALLOWED_SIGNED_IN = every(NOT_ALLOWED)
-
-
-def get(answers, post=None):
-    # Anonymous visitors are sent to sign in before the method is looked at.
-    anonymous = NOT_ALLOWED if answers["anonymous"] == OK else answers["anonymous"]
-    default = every(NOT_ALLOWED, anonymous=anonymous)
-    return {"GET": answers, "POST": post or default}
-
-
-def post(answers, get=None):
-    return {"GET": get or NOT_ALLOWED_SIGNED_IN, "POST": answers}
-
-
-def both(answers):
-    return {"GET": answers, "POST": answers}
-
 
 RULES = {
     "home": get(SIGNED_IN),
@@ -110,6 +94,17 @@ RULES = {
     "audit:export": get(AUDIT),
 }
 
+# Each area of the application may keep its rules in a module of tests/core/matrix/, with
+# RULES, and optionally make_objects(objects, users) -> dict of extra objects and
+# url_kwargs(name, objects) -> the URL's kwargs, or None when it has none of its own.
+AREAS = [
+    importlib.import_module(f"{matrix.__name__}.{info.name}")
+    for info in pkgutil.iter_modules(matrix.__path__)
+]
+for _area in AREAS:
+    assert not RULES.keys() & _area.RULES.keys(), f"{_area.__name__} repeats rules"
+    RULES.update(_area.RULES)
+
 # The Django admin is for superusers; everyone else is sent to its own sign-in page.
 ADMIN_SITE = {
     "admin:index": [],
@@ -160,6 +155,9 @@ def world(
         "viewer": viewer,
         "auditor": auditor,
     }
+    for area in AREAS:
+        if hasattr(area, "make_objects"):
+            objects.update(area.make_objects(objects, users))
     return objects, users
 
 
@@ -180,6 +178,9 @@ def url_for(name, objects):
         "manage:team_edit": {"pk": objects["team"].pk},
         "manage:team_delete": {"pk": objects["team"].pk},
     }.get(name)
+    for area in AREAS:
+        if kwargs is None and hasattr(area, "url_kwargs"):
+            kwargs = area.url_kwargs(name, objects)
     if kwargs is None and "<uuid:pk>" in _route(name):
         kwargs = {"pk": c.pk}
     return reverse(name, kwargs=kwargs)
