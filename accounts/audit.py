@@ -56,13 +56,22 @@ class Action(models.TextChoices):
     CUSTOMER_UPDATE = "customer.update", _("Customer changed")
     CUSTOMER_DELETE = "customer.delete", _("Customer deleted")
     CUSTOMER_MERGE = "customer.merge", _("Customers merged")
+    CUSTOMER_UNMERGE = "customer.unmerge", _("Merge undone")
+    CHANGES_REJECTED = "customer.changes_rejected", _("Submitted changes rejected")
     BULK_ACTION = "customer.bulk", _("Bulk action")
     REVEAL = "customer.reveal", _("Sensitive value revealed")
     EXPORT = "export", _("Export")
     REPORT_DOWNLOAD = "report.download", _("Report downloaded")
     IMPORT = "import", _("Import")
+    IMPORT_REVERT = "import.revert", _("Import reverted")
     SETTINGS_CHANGE = "settings.change", _("Settings changed")
     AUDIT_EXPORT = "audit.export", _("Audit trail exported")
+    FORM_CREATE = "form.create", _("Form created")
+    FORM_UPDATE = "form.update", _("Form changed")
+    FORM_PUBLISH = "form.publish", _("Form published")
+    FORM_UNPUBLISH = "form.unpublish", _("Form unpublished")
+    FORM_DELETE = "form.delete", _("Form deleted")
+    FORM_FIELD_CHANGE = "form.field", _("Form question changed")
 
 
 # Actions that make up a customer's change history.
@@ -71,6 +80,8 @@ CUSTOMER_HISTORY_ACTIONS = (
     Action.CUSTOMER_UPDATE,
     Action.CUSTOMER_DELETE,
     Action.CUSTOMER_MERGE,
+    Action.CUSTOMER_UNMERGE,
+    Action.CHANGES_REJECTED,
     Action.BULK_ACTION,
 )
 

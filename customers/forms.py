@@ -90,6 +90,7 @@ class CustomerForm(forms.ModelForm):
             "owner",
             "team",
             "notes",
+            "external_id",
         ]
         widgets = {
             "birthday": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),

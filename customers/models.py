@@ -280,6 +280,16 @@ class Customer(models.Model):
     )
     notes = models.TextField(_("notes"), blank=True)
     attributes = models.JSONField(_("custom attributes"), default=dict, blank=True)
+    # The customer's number in another system (a previous CRM, a shop), which imports match on.
+    external_id = models.CharField(
+        _("external ID"),
+        max_length=100,
+        blank=True,
+        default="",
+        # Kept in the database too, for bulk loads that insert rows without naming the column.
+        db_default="",
+        help_text=_("The customer's number in another system, e.g. a previous CRM."),
+    )
 
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated at"), default=timezone.now, editable=False)
@@ -349,6 +359,12 @@ class Customer(models.Model):
                 condition=Q(phone_index__isnull=False),
                 name="customer_unique_phone",
                 violation_error_message=_("Another customer already has this mobile number."),
+            ),
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=~Q(external_id=""),
+                name="customer_unique_external_id",
+                violation_error_message=_("Another customer already has this external ID."),
             ),
             models.CheckConstraint(
                 condition=Q(status__in=Status.values), name="customer_status_valid"
@@ -953,3 +969,426 @@ class CustomerTeamPermission(GroupObjectPermissionBase):
 
     class Meta(GroupObjectPermissionBase.Meta):
         indexes = [models.Index(fields=["group", "permission"], name="customer_team_perm_idx")]
+
+
+# --- Imports of customers from files (customers/imports.py) ---------------------------------
+
+
+class ImportMapping(models.Model):
+    """A named assignment of file columns (by header) to customer fields, kept to be reused."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    # {header as normalised by customers.import_fields.header_key: field key}
+    columns = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("import mapping")
+        verbose_name_plural = _("import mappings")
+
+    def __str__(self):
+        return self.name
+
+
+class CustomerImportQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """A user's own imports; every import for those who may change every customer."""
+        from accounts.permissions import can_import
+
+        if not can_import(user):
+            return self.none()
+        if user.has_perm("customers.change_all_customers"):
+            return self
+        return self.filter(user=user)
+
+
+class CustomerImport(models.Model):
+    """One file being imported: where it is in the wizard, its progress, and what it did."""
+
+    class State(models.TextChoices):
+        UPLOADED = "uploaded", _("Uploaded")
+        CHECKING = "checking", _("Checking")
+        CHECKED = "checked", _("Checked")
+        QUEUED = "queued", _("Waiting to start")
+        RUNNING = "running", _("Importing")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+        REVERTING = "reverting", _("Reverting")
+        REVERTED = "reverted", _("Reverted")
+
+    class OnDuplicate(models.TextChoices):
+        SKIP = "skip", _("Skip them")
+        UPDATE = "update", _("Update them")
+        CREATE = "create", _("Create new customers anyway")
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("imported by"),
+        on_delete=models.DB_CASCADE,
+        related_name="customer_imports",
+    )
+    file = models.FileField(upload_to="imports/%Y/%m/", max_length=255, blank=True)
+    file_name = models.CharField(_("file"), max_length=255)
+    file_size = models.BigIntegerField(default=0)
+    file_format = models.CharField(max_length=10)
+    encoding = models.CharField(max_length=20, blank=True)
+    delimiter = models.CharField(max_length=1, blank=True)
+    headers = models.JSONField(default=list)
+    sample = models.JSONField(default=list)
+    # {column number (as text): field key}
+    mapping = models.JSONField(default=dict)
+    on_duplicate = models.CharField(
+        _("customers already known"),
+        max_length=10,
+        choices=OnDuplicate.choices,
+        default=OnDuplicate.SKIP,
+    )
+    dry_run = models.BooleanField(default=False)
+    state = models.CharField(
+        _("state"), max_length=10, choices=State.choices, default=State.UPLOADED
+    )
+    total_rows = models.PositiveIntegerField(_("rows"), default=0)
+    processed = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(_("created"), default=0)
+    updated = models.PositiveIntegerField(_("updated"), default=0)
+    skipped = models.PositiveIntegerField(_("skipped"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    problem_count = models.PositiveIntegerField(default=0)
+    # The check's findings: counts for each choice, the first rows as stored, the first problems.
+    preview = models.JSONField(default=dict, blank=True)
+    report = models.FileField(upload_to="imports/reports/%Y/%m/", max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(_("uploaded at"), auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    reverted_at = models.DateTimeField(null=True, blank=True)
+    reverted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+    )
+
+    objects = CustomerImportQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("customer import")
+        verbose_name_plural = _("customer imports")
+        indexes = [models.Index(fields=["user", "-created_at"], name="import_user_idx")]
+
+    def __str__(self):
+        return self.file_name
+
+    def get_absolute_url(self):
+        return reverse("imports:detail", args=[self.pk])
+
+    @property
+    def busy(self):
+        return self.state in (
+            self.State.CHECKING,
+            self.State.QUEUED,
+            self.State.RUNNING,
+            self.State.REVERTING,
+        )
+
+    @property
+    def percent(self):
+        if self.state in (self.State.DONE, self.State.CHECKED, self.State.REVERTED):
+            return 100
+        if not self.total_rows:
+            return 0
+        return min(99, round(100 * self.processed / self.total_rows))
+
+    @property
+    def revertible(self):
+        return (
+            self.state == self.State.DONE
+            and not self.dry_run
+            and bool(self.created or self.updated)
+        )
+
+
+class ImportedCustomer(models.Model):
+    """A customer an import created or changed, with its row as it was before a change.
+
+    Reverting an import deletes the customers it created and writes the previous rows back
+    over those it changed, unless someone has changed them since (their version moved on).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    customer_import = models.ForeignKey(
+        CustomerImport, on_delete=models.DB_CASCADE, related_name="+", db_index=False
+    )
+    # No foreign key: a customer can be deleted or merged away while the record of the import
+    # stays, and a key would slow the import's inserts.
+    customer_id = models.UUIDField()
+    row = models.PositiveIntegerField()
+    created = models.BooleanField()
+    # The customer's version as the import left it.
+    version = models.PositiveIntegerField()
+    # The whole stored row before the import changed it (to_jsonb of the table row).
+    previous = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["customer_import", "customer_id"], name="imported_customer_idx")
+        ]
+
+    def __str__(self):
+        return f"{self.customer_id} (row {self.row})"
+
+
+# --- end of imports ---
+
+
+# --- Duplicate customers: candidate pairs, dismissals, scans and merges ---------------------
+# Found by customers.duplicates, merged and unmerged by customers.merging.
+
+
+class DuplicateReason(models.TextChoices):
+    SAME_NAME = "same_name", _("Same name")
+    SAME_PINYIN = "same_pinyin", _("Name sounds the same (pinyin)")
+    SIMILAR_NAME = "similar_name", _("Similar name")
+    SAME_COMPANY = "same_company", _("Same company")
+    SAME_CITY = "same_city", _("Same city")
+    SAME_DISTRICT = "same_district", _("Same district")
+    SAME_PHONE_ENDING = "same_phone_ending", _("Same last four digits of the phone")
+
+
+class CustomerPairQuerySet(models.QuerySet):
+    def of(self, customer_a, customer_b):
+        a, b = CustomerPair.ordered(customer_a, customer_b)
+        return self.filter(customer_a=a, customer_b=b)
+
+    def involving(self, customer):
+        pk = getattr(customer, "pk", customer)
+        return self.filter(Q(customer_a=pk) | Q(customer_b=pk))
+
+    def changeable_by(self, user):
+        """Pairs of which the user may change both customers."""
+        from accounts.permissions import changeable_customers
+
+        customers = changeable_customers(user)
+        if customers.query.is_empty():
+            return self.none()
+        if not customers.query.where:
+            # Every customer: no condition to check, and none for PostgreSQL to plan around.
+            return self
+        ids = customers.values("pk")
+        return self.filter(customer_a__in=ids, customer_b__in=ids)
+
+
+class CustomerPair(models.Model):
+    """Two customers, the one with the smaller id first, so that each pair is stored once."""
+
+    customer_a = models.ForeignKey(
+        Customer, on_delete=models.DB_CASCADE, related_name="+", db_index=False
+    )
+    customer_b = models.ForeignKey(Customer, on_delete=models.DB_CASCADE, related_name="+")
+
+    objects = CustomerPairQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def ordered(cls, customer_a, customer_b):
+        """(smaller id, larger id) of two customers or ids."""
+        a, b = getattr(customer_a, "pk", customer_a), getattr(customer_b, "pk", customer_b)
+        return (a, b) if str(a) < str(b) else (b, a)
+
+    def other(self, customer):
+        pk = getattr(customer, "pk", customer)
+        return self.customer_b if self.customer_a_id == pk else self.customer_a
+
+
+class DuplicateCandidate(CustomerPair):
+    """Two customers who are probably the same person, as the last scan found them."""
+
+    id = models.BigAutoField(primary_key=True)
+    score = models.PositiveSmallIntegerField(_("score"))
+    reasons = ArrayField(models.CharField(max_length=30), verbose_name=_("reasons"), default=list)
+    found_at = models.DateTimeField(_("found at"), default=timezone.now)
+    # The scan that last found the pair; pairs a later scan no longer finds are removed.
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("possible duplicate")
+        verbose_name_plural = _("possible duplicates")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer_a", "customer_b"], name="duplicatecandidate_unique_pair"
+            ),
+            models.CheckConstraint(
+                condition=Q(customer_a__lt=F("customer_b")), name="duplicatecandidate_ordered"
+            ),
+        ]
+        indexes = [
+            # The finder's list: best pairs first, the id breaking ties (keyset paging).
+            models.Index(fields=["score", "id"], name="duplicatecandidate_score_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.customer_a_id} ~ {self.customer_b_id} ({self.score})"
+
+    def reason_labels(self):
+        return [DuplicateReason(r).label for r in self.reasons if r in DuplicateReason.values]
+
+
+class DuplicateDismissal(CustomerPair):
+    """Two customers someone decided are different people: never proposed again."""
+
+    id = models.BigAutoField(primary_key=True)
+    dismissed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.DB_SET_NULL, related_name="+"
+    )
+    dismissed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("dismissed duplicate")
+        verbose_name_plural = _("dismissed duplicates")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer_a", "customer_b"], name="duplicatedismissal_unique_pair"
+            ),
+            models.CheckConstraint(
+                condition=Q(customer_a__lt=F("customer_b")), name="duplicatedismissal_ordered"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.customer_a_id} ≠ {self.customer_b_id}"
+
+
+class DuplicateScan(models.Model):
+    """One run of the duplicate finder over every customer, with its progress."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Waiting")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    step = models.PositiveSmallIntegerField(default=0)
+    steps = models.PositiveSmallIntegerField(default=1)
+    pairs = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("duplicate scan")
+        verbose_name_plural = _("duplicate scans")
+
+    def __str__(self):
+        return f"{self.get_state_display()} {self.created_at:%Y-%m-%d %H:%M}"
+
+    def get_absolute_url(self):
+        return reverse("duplicates:scan", args=[self.pk])
+
+    @property
+    def finished(self):
+        return self.state in (self.State.DONE, self.State.FAILED)
+
+    @property
+    def percent(self):
+        if self.state == self.State.DONE:
+            return 100
+        return min(99, round(100 * self.step / max(1, self.steps)))
+
+    def fail(self, error):
+        DuplicateScan.objects.filter(pk=self.pk).update(
+            state=self.State.FAILED, error=str(error)[:1000], finished_at=timezone.now()
+        )
+
+
+class Merge(models.Model):
+    """One customer merged into another, with what undoing it needs.
+
+    The rows are snapshots of the database rows (PostgreSQL's to_jsonb): encrypted columns are
+    kept as the ciphertext bytes they were stored as, which stay valid because they are put back
+    under the same row id. Snapshots are cleared when the merge can no longer be undone.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    # No database constraint: a survivor later merged into a third customer comes back when that
+    # merge is undone, and this one must still be there to be undone after it.
+    survivor = models.ForeignKey(
+        Customer,
+        verbose_name=_("kept customer"),
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="merges",
+    )
+    merged_id = models.UUIDField(_("merged customer"), db_index=True)
+    merged_name = models.CharField(_("merged customer"), max_length=200)
+    merged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("merged by"),
+        null=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("merged at"), default=timezone.now)
+    # The survivor's version right after the merge: a later one means it was edited since.
+    survivor_version = models.PositiveIntegerField()
+    choices = models.JSONField(default=dict, blank=True)
+    survivor_before = models.JSONField(default=dict, blank=True)
+    survivor_after = models.JSONField(default=dict, blank=True)
+    merged_row = models.JSONField(default=dict, blank=True)
+    # {"app_label.model": [ids]} of the records moved to the survivor, and the rows removed
+    # because the survivor already had their like (shares, dismissals), as snapshots.
+    moved = models.JSONField(default=dict, blank=True)
+    removed = models.JSONField(default=dict, blank=True)
+    candidate = models.JSONField(null=True, blank=True)
+    undone_at = models.DateTimeField(_("undone at"), null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("undone by"),
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+    )
+    snapshots_cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("merge")
+        verbose_name_plural = _("merges")
+        indexes = [
+            models.Index(fields=["survivor", "-created_at"], name="merge_survivor_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.merged_name} → {self.survivor_id}"
+
+    def get_absolute_url(self):
+        return reverse("duplicates:merge_detail", args=[self.pk])
+
+
+# --- end of duplicate customers ---

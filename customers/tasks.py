@@ -30,3 +30,130 @@ def run_bulk_action(self, bulk_id):
 def purge_finished_bulk_actions(days=30):
     cutoff = timezone.now() - datetime.timedelta(days=days)
     BulkAction.objects.filter(finished_at__lt=cutoff).delete()
+
+
+# --- Duplicate customers ---
+
+
+@shared_task(bind=True, max_retries=3)
+def refresh_duplicate_candidates(self, scan_id=None):
+    """Find likely duplicates among all customers (nightly, or asked for on the finder's page).
+
+    Safe to run again: a scan replaces the stored pairs as a whole.
+    """
+    from customers import duplicates
+    from customers.models import DuplicateScan
+
+    if scan_id is None:
+        scan, created = duplicates.queued_or_new_scan()
+        if not created:
+            return  # the scan already waiting or running will do
+    else:
+        scan = DuplicateScan.objects.filter(pk=scan_id).first()
+    if scan is None or scan.state == DuplicateScan.State.DONE:
+        return
+    try:
+        duplicates.refresh_candidates(scan)
+    except DatabaseError as error:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=error, countdown=2**self.request.retries) from error
+        scan.fail(error)
+        raise
+    except Exception as error:
+        scan.fail(error)
+        raise
+
+
+@shared_task
+def clear_expired_merge_snapshots():
+    from customers import merging
+
+    merging.clear_expired_snapshots()
+
+
+# --- Customer imports ---
+
+
+def _import_task(self, import_id, states, work):
+    """Load an import in one of `states` and do `work` with it; a lost connection is retried.
+
+    Each step is one transaction (customers.imports), so a retry after a failure starts the
+    step afresh, and a step that already finished is not done twice.
+    """
+    from customers.models import CustomerImport
+
+    job = CustomerImport.objects.select_related("user").filter(pk=import_id).first()
+    if job is None or job.state not in states:
+        return
+    try:
+        work(job)
+    except DatabaseError as error:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=error, countdown=2**self.request.retries) from error
+        _fail_import(job, error)
+        raise
+    except Exception as error:
+        _fail_import(job, error)
+        raise
+
+
+def _fail_import(job, error):
+    from customers.models import CustomerImport
+
+    CustomerImport.objects.filter(pk=job.pk).update(
+        state=CustomerImport.State.FAILED, error=str(error)[:1000], finished_at=timezone.now()
+    )
+
+
+@shared_task(bind=True, max_retries=5)
+def check_customer_import(self, import_id):
+    """Check an import (a run that is rolled back): its counts, problems and preview."""
+    from customers import imports
+    from customers.models import CustomerImport
+
+    _import_task(
+        self,
+        import_id,
+        [CustomerImport.State.CHECKING],
+        lambda job: imports.execute(job, dry_run=True),
+    )
+
+
+@shared_task(bind=True, max_retries=5)
+def run_customer_import(self, import_id):
+    """Import the customers of a checked file; safe to deliver twice (see customers.imports)."""
+    from customers import imports
+    from customers.models import CustomerImport
+
+    def work(job):
+        CustomerImport.objects.filter(pk=job.pk, state=CustomerImport.State.QUEUED).update(
+            state=CustomerImport.State.RUNNING
+        )
+        job.state = CustomerImport.State.RUNNING
+        imports.execute(job, dry_run=False)
+
+    _import_task(self, import_id, [CustomerImport.State.QUEUED, CustomerImport.State.RUNNING], work)
+
+
+@shared_task(bind=True, max_retries=5)
+def revert_customer_import(self, import_id, user_id):
+    from django.contrib.auth import get_user_model
+
+    from customers import imports
+    from customers.models import CustomerImport
+
+    user = get_user_model().objects.get(pk=user_id)
+    _import_task(
+        self,
+        import_id,
+        [CustomerImport.State.REVERTING],
+        lambda job: imports.revert(job, user=user),
+    )
+
+
+@shared_task
+def purge_import_files(days=None):
+    """Delete uploaded files and error reports of imports finished long ago."""
+    from customers import imports
+
+    imports.purge_files(days)

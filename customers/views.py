@@ -151,11 +151,36 @@ def customer_detail(request, pk):
         can_share=can_share(request.user, customer),
         access=permissions.access_list(customer) if see_access else None,
         history=audit.customer_history(customer) if see_access or context["can_change"] else None,
+        waiting_changes=_waiting_changes(request.user, customer, context["can_change"]),
     )
     if context["can_share"]:
         context["shares"] = permissions.customer_shares(customer)
         context["share_form"] = ShareForm(customer=customer)
+    context.update(_duplicate_context(request.user, customer, context["can_change"]))
     return render(request, "customers/customer_detail.html", context)
+
+
+def _duplicate_context(user, customer, can_change):
+    """Possible duplicates and undoable merges, for those who may merge (indexed reads)."""
+    from customers import duplicates
+
+    if not (can_change and permissions.can_merge(user)):
+        return {}
+    return {
+        "can_merge": True,
+        "possible_duplicates": duplicates.count_for_customer(user, customer),
+        "merges": duplicates.undoable_merges_into(customer),
+    }
+
+
+def _waiting_changes(user, customer, can_change):
+    """How many submitted values wait for review, for those who may decide them (one count on
+    an indexed column)."""
+    from intake.models import ProposedChange
+
+    if not (can_change and user.has_perm("intake.review_submission")):
+        return 0
+    return ProposedChange.objects.filter(customer=customer, decision="").count()
 
 
 def _revealed_key(customer):

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from customers import search
+from customers.models import Customer
 from customers.phones import normalize_phone
 from intake.models import FormField
 
@@ -60,7 +61,7 @@ def form_field(field):
     choices = field.display_choices()
     match field.type:
         case Type.TEXT:
-            return forms.CharField(max_length=500, **common)
+            return forms.CharField(max_length=_text_limit(field), **common)
         case Type.LONG_TEXT:
             return forms.CharField(
                 max_length=5000, widget=forms.Textarea(attrs={"rows": 4}), **common
@@ -97,6 +98,15 @@ def form_field(field):
         case Type.NPS:
             return _scale(0, 10, common)
     raise ValueError(f"Unknown field type {field.type}")
+
+
+def _text_limit(field):
+    """500 characters, or fewer when the answer is saved to a shorter customer field."""
+    if field.target_kind == FormField.CUSTOMER:
+        limit = getattr(Customer._meta.get_field(field.target_name), "max_length", None)
+        if limit:
+            return min(500, limit)
+    return 500
 
 
 def _scale(low, high, common):

@@ -103,6 +103,9 @@ class Form(models.Model):
     def get_absolute_url(self):
         return reverse("intake:public_form", args=[self.slug])
 
+    def get_builder_url(self):
+        return reverse("intake:form_detail", args=[self.pk])
+
     @property
     def display_title(self):
         return in_language(self.title, self.title_en)
@@ -138,6 +141,14 @@ class FormField(models.Model):
     # Answers of these types may hold personal data and are stored encrypted
     # (Submission.private_answers); the others stay readable to SQL for survey results.
     PRIVATE_TYPES = (Type.TEXT, Type.LONG_TEXT, Type.EMAIL, Type.PHONE, Type.DATE)
+    CHOICE_TYPES = (Type.CHOICE, Type.MULTI_CHOICE)
+
+    # The customer fields an answer may be saved to ("customer:<name>").
+    CUSTOMER_TARGETS = (
+        *("display_name", "family_name", "given_name", "gender", "birthday", "email", "phone"),
+        *("company", "job_title", "province", "city", "district", "street", "postcode", "notes"),
+    )
+    CUSTOMER, ATTRIBUTE, CONSENT = "customer", "attribute", "consent"
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     form = models.ForeignKey(
@@ -187,6 +198,16 @@ class FormField(models.Model):
     @property
     def is_private(self):
         return self.type in self.PRIVATE_TYPES
+
+    @property
+    def target_kind(self):
+        """ "customer", "attribute", "consent", or "" for an answer kept only as an answer."""
+        return self.target.partition(":")[0] if self.target else ""
+
+    @property
+    def target_name(self):
+        """The customer field, custom field key or consent purpose the answer is saved to."""
+        return self.target.partition(":")[2]
 
 
 class Submission(models.Model):
@@ -285,13 +306,24 @@ class VerificationCode(models.Model):
     token_hash = models.CharField(max_length=128, blank=True)
     expires_at = models.DateTimeField()
     attempts = models.PositiveSmallIntegerField(default=0)
+    # When a code was last sent or tried to be (the resend cool-down runs from it), how many
+    # messages the provider took, and why the last one failed, if it did.
     sent_at = models.DateTimeField(null=True, blank=True)
     send_count = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
+    # When a worker will try again after a failed send; None when none is planned.
+    retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("verification code")
         verbose_name_plural = _("verification codes")
+        indexes = [
+            models.Index(
+                fields=["token_hash"],
+                condition=~models.Q(token_hash=""),
+                name="verification_token_idx",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.get_channel_display()} · {self.submission_id}"
@@ -313,6 +345,16 @@ class ProposedChange(models.Model):
     )
     # A Customer field name, or "attribute:<key>".
     field = models.CharField(_("field"), max_length=100)
+    # The submitted email or phone already belongs to this other customer: accepting the value
+    # would need the two merged first.
+    conflicting_customer = models.ForeignKey(
+        "customers.Customer",
+        verbose_name=_("also belongs to"),
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+    )
     # JSON text of the value on record when the submission arrived and of the submitted one,
     # encrypted as the customer's own values are.
     current_value = EncryptedCharField(_("on record"), max_length=5000, blank=True)

@@ -117,16 +117,30 @@ def customer(staff, teams):
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _celery_test_queue(worker_id):
+    """Send this test process's tasks to a queue of its own, from the first task on.
+
+    Test runs of other checkouts may share this Redis: the process id keeps queues apart. Celery
+    fixes its queue declarations when the first task is sent, so the name is set before any
+    test runs; a worker started later then consumes the queue the tasks went to.
+    """
+    from cims.celery import app
+
+    app.conf.task_default_queue = f"cims-test-{worker_id}-{os.getpid()}"
+    app.__dict__.pop("amqp", None)
+    return app.conf.task_default_queue
+
+
 @pytest.fixture(scope="session")
-def celery_worker_session(django_db_setup, django_db_blocker, worker_id):
+def celery_worker_session(django_db_setup, django_db_blocker, _celery_test_queue):
     """A real Celery worker thread consuming a queue of this test process, through Redis."""
     from celery.contrib.testing.worker import start_worker
 
     from cims.celery import app
 
-    # Test runs of other checkouts may share this Redis: the process id keeps queues apart.
-    queue = f"cims-test-{worker_id}-{os.getpid()}"
-    app.conf.task_default_queue = queue
+    # Tasks queued by earlier tests, whose data was rolled back, are not for this worker.
+    app.control.purge()
     with (
         django_db_blocker.unblock(),
         start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker,

@@ -27,6 +27,7 @@ from accounts import roles
 from accounts.models import Team
 from customers import demo
 from customers.models import Consent, Customer, Interaction, Order, Tag
+from intake.demo import ensure_demo_forms
 
 DEFAULT_PASSWORD = "cims-demo-2026"
 CHUNK = 20_000
@@ -82,6 +83,7 @@ class Command(BaseCommand):
             raise CommandError(_("The database is not up to date: run `manage.py migrate` first."))
         started = time.monotonic()
         staff = ensure_users(os.environ.get("DEMO_PASSWORD", DEFAULT_PASSWORD))
+        ensure_demo_forms(get_user_model().objects.get(username="manager"))
         Tag.remember(demo.TAGS)
         factory = demo.CustomerFactory(anchor=find_anchor(), staff=staff)
         with rebuilt_indexes(customers, self.say):

@@ -1,0 +1,108 @@
+// Charts of survey results, drawn with ECharts from the figures the server put on the page
+// (a <script type="application/json"> made by json_script). The tables beside them hold the
+// same figures, so the page says everything without this script.
+(function () {
+  "use strict";
+
+  // Net Promoter Score groups: 0-6 detractors, 7-8 passives, 9-10 promoters.
+  var NPS_COLORS = { detractor: "#d64545", passive: "#a0a7b4", promoter: "#2e9d57" };
+
+  function colors(element) {
+    // The stylesheet gives .chart its text colour and, as its caret colour, the accent; read
+    // back computed, they follow the light or dark theme.
+    var style = window.getComputedStyle(element);
+    return { text: style.color, accent: style.caretColor || "#1f6feb" };
+  }
+
+  function npsColor(score) {
+    if (score >= 9) { return NPS_COLORS.promoter; }
+    if (score >= 7) { return NPS_COLORS.passive; }
+    return NPS_COLORS.detractor;
+  }
+
+  function axisLabel(palette) {
+    return { color: palette.text, hideOverlap: true };
+  }
+
+  function option(chart, palette) {
+    // Tooltips drawn on the canvas ("richText"): the HTML ones carry style attributes, which
+    // the Content Security Policy refuses.
+    var base = {
+      animationDuration: 400,
+      textStyle: { color: palette.text },
+      tooltip: { trigger: "item", renderMode: "richText" },
+    };
+    if (chart.kind === "pie") {
+      base.color = [palette.accent, "#a0a7b4", "#f0b429", "#2e9d57", "#d64545"];
+      base.legend = { bottom: 0, textStyle: { color: palette.text } };
+      base.series = [{
+        type: "pie",
+        radius: ["40%", "68%"],
+        center: ["50%", "45%"],
+        label: { color: palette.text, formatter: "{d}%" },
+        data: chart.labels.map(function (label, i) { return { name: label, value: chart.counts[i] }; }),
+      }];
+      return base;
+    }
+    if (chart.kind === "bars") {
+      base.grid = { left: 8, right: 24, top: 8, bottom: 8, containLabel: true };
+      base.xAxis = { type: "value", minInterval: 1, axisLabel: axisLabel(palette) };
+      base.yAxis = {
+        type: "category",
+        inverse: true,
+        data: chart.labels,
+        axisLabel: { color: palette.text, width: 160, overflow: "truncate" },
+      };
+      base.series = [{ type: "bar", data: chart.counts, itemStyle: { color: palette.accent }, barMaxWidth: 28 }];
+      return base;
+    }
+    base.grid = { left: 8, right: 8, top: 16, bottom: 8, containLabel: true };
+    base.xAxis = { type: "category", data: chart.labels, axisLabel: axisLabel(palette) };
+    base.yAxis = { type: "value", minInterval: 1, axisLabel: axisLabel(palette) };
+    base.series = [{
+      type: "bar",
+      barMaxWidth: 36,
+      data: chart.counts.map(function (count, i) {
+        var color = chart.kind === "nps" ? npsColor(Number(chart.labels[i])) : palette.accent;
+        return { value: count, itemStyle: { color: color } };
+      }),
+    }];
+    return base;
+  }
+
+  function height(chart) {
+    if (chart.kind === "bars") { return Math.max(160, 36 + 34 * chart.labels.length); }
+    return 260;
+  }
+
+  function draw() {
+    var data = document.getElementById("results-charts");
+    if (!data || !window.echarts) { return; }
+    var charts = JSON.parse(data.textContent);
+    var drawn = [];
+    charts.forEach(function (chart) {
+      var element = document.getElementById(chart.id);
+      if (!element) { return; }
+      element.style.height = height(chart) + "px";
+      var instance = window.echarts.init(element, null, { renderer: "canvas" });
+      instance.setOption(option(chart, colors(element)));
+      element.classList.add("chart-drawn");
+      drawn.push({ chart: chart, element: element, instance: instance });
+    });
+    if (!drawn.length) { return; }
+    if (window.ResizeObserver) {
+      var observer = new ResizeObserver(function (entries) {
+        entries.forEach(function (entry) {
+          drawn.forEach(function (item) { if (item.element === entry.target) { item.instance.resize(); } });
+        });
+      });
+      drawn.forEach(function (item) { observer.observe(item.element); });
+    }
+    // A theme switched on the page changes the colours the charts were drawn in.
+    new MutationObserver(function () {
+      drawn.forEach(function (item) { item.instance.setOption(option(item.chart, colors(item.element))); });
+    }).observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
+  }
+
+  document.addEventListener("DOMContentLoaded", draw);
+})();
