@@ -218,6 +218,9 @@ STORAGES = {
     },
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+# Uploads (imported files) hold customers' data: readable by the application's user only.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 # Email: the console in development; SMTP configured by EMAIL_* variables otherwise.
 EMAIL_BACKEND_PATH = os.environ.get(
@@ -397,6 +400,9 @@ SMS_HTTP_URL = os.environ.get("SMS_HTTP_URL", "")
 SMS_HTTP_TOKEN = env_secret("SMS_HTTP_TOKEN", "")
 SMS_HTTP_SENDER = os.environ.get("SMS_HTTP_SENDER", "CIMS")
 SMS_HTTP_TIMEOUT = env_int("SMS_HTTP_TIMEOUT", 10)
+# Countries (ISO 3166 codes) whose mobile numbers may be sent verification codes; empty: any.
+# Limits what SMS pumping (bots entering premium-rate numbers abroad) can cost.
+SMS_ALLOWED_REGIONS = env_list("SMS_ALLOWED_REGIONS", "CN")
 CELERY_BEAT_SCHEDULE["purge-pending-submissions"] = {
     "task": "intake.tasks.purge_pending_submissions",
     "schedule": 24 * 60 * 60,
@@ -442,12 +448,17 @@ INTAKE_QUICK_ENTRY_QUEUE_LIMIT = env_int("INTAKE_QUICK_ENTRY_QUEUE_LIMIT", 500)
 # The largest file accepted, checked before the upload is read; and the most rows in one file.
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 1_000_000)
+# The most columns a file may have (each is a choice on the mapping page).
+IMPORT_MAX_COLUMNS = env_int("IMPORT_MAX_COLUMNS", 500)
 # An XLSX file is a zip archive: what it may unpack to in all, and how many times larger than
 # its compressed size a member may be (a "zip bomb" is thousands of times larger).
 IMPORT_XLSX_MAX_UNPACKED_BYTES = env_int("IMPORT_XLSX_MAX_UNPACKED_BYTES", 1024 * 1024 * 1024)
 IMPORT_XLSX_MAX_RATIO = env_int("IMPORT_XLSX_MAX_RATIO", 200)
 # Uploaded files and error reports are deleted this many days after the import finished.
 IMPORT_KEEP_FILES_DAYS = env_int("IMPORT_KEEP_FILES_DAYS", 30)
+# An import can be reverted for this many days; then the customers' earlier rows kept for that
+# are deleted.
+IMPORT_REVERT_DAYS = env_int("IMPORT_REVERT_DAYS", 30)
 CELERY_BEAT_SCHEDULE["purge-import-files"] = {
     "task": "customers.tasks.purge_import_files",
     "schedule": 24 * 60 * 60,

@@ -198,11 +198,6 @@ def merge(request, pk, other):
         show_sensitive=show_sensitive,
     )
     status = 200
-    if request.method == "GET" and show_sensitive:
-        # Both customers' sensitive values are shown in clear: a recorded reveal, as editing is.
-        for customer in (customer_a, customer_b):
-            if shown := [f for f in SENSITIVE_FIELDS if getattr(customer, f)]:
-                audit.record(audit.Action.REVEAL, target=customer, data={"fields": shown})
     if request.method == "POST":
         if form.is_valid():
             try:
@@ -222,6 +217,13 @@ def merge(request, pk, other):
                 return redirect(done)
         else:
             status = 400
+    if show_sensitive:
+        # Both customers' sensitive values are shown in clear, on the page opened and on the page
+        # shown again after a refused merge (with values someone may have changed since): a
+        # recorded reveal, as editing is.
+        for customer in (customer_a, customer_b):
+            if shown := [f for f in SENSITIVE_FIELDS if getattr(customer, f)]:
+                audit.record(audit.Action.REVEAL, target=customer, data={"fields": shown})
     pair = DuplicateCandidate.objects.of(customer_a, customer_b).first()
     context = {
         "form": form,

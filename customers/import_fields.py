@@ -13,6 +13,7 @@ Nothing is guessed: a value a reader does not recognise is reported, never store
 
 import datetime
 import functools
+import math
 import re
 import unicodedata
 
@@ -23,6 +24,7 @@ from django.core.validators import validate_email
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from openpyxl.worksheet.formula import ArrayFormula, DataTableFormula
 
 from customers.models import Customer, CustomField, Gender, Source, Status
 from customers.phones import normalize_phone
@@ -214,6 +216,11 @@ def cell_text(value):
         return value.isoformat(sep=" ")
     if isinstance(value, datetime.date):
         return value.isoformat()
+    # A formula is read as its text; openpyxl gives array and data-table formulas as objects.
+    if isinstance(value, ArrayFormula):
+        return (value.text or "").strip()
+    if isinstance(value, DataTableFormula):
+        return f"=TABLE({value.r1 or ''},{value.r2 or ''})"
     return str(value).strip()
 
 
@@ -370,7 +377,12 @@ def read_attribute(definition):
                     number = float(cell_text(value).replace(",", ""))
                 except ValueError:
                     raise CellError(_("Not a number.")) from None
-            return int(number) if float(number).is_integer() else float(number)
+            if isinstance(number, int):
+                return number
+            # float() reads "nan", "inf" and 1e999, which JSON (and so PostgreSQL) cannot hold.
+            if not math.isfinite(number):
+                raise CellError(_("Not a number."))
+            return int(number) if number.is_integer() else number
         if definition.type == Type.DATE:
             return read_date(value).isoformat()
         if definition.type == Type.MULTI_CHOICE:

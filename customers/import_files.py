@@ -6,7 +6,10 @@ refused. The delimiter (comma, semicolon or tab) is found by csv.Sniffer on the 
 falling back to the one the header line holds most of.
 
 XLSX: the first worksheet, read row by row by openpyxl in read-only mode, so memory stays flat
-however long the sheet is. Before openpyxl opens it, the archive's declared sizes are checked
+however long the sheet is. The sheet's declared size is ignored (one stray cell in XFD1048576
+would otherwise pad every row to 16,384 cells and add a million empty rows): the header row ends
+at its last value, and rows are read no wider than one cell past it. Before openpyxl opens it,
+the archive's declared sizes are checked
 (zipfile stops reading a member at its declared size, so they bound what unpacking produces): a
 zip bomb is refused with a clear message. openpyxl parses the XML through defusedxml, which
 refuses entity declarations (the "billion laughs" attack); that refusal is reported too.
@@ -17,12 +20,15 @@ Cells are never evaluated: a formula in a spreadsheet is read as its text.
 import codecs
 import csv
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-SNIFF_BYTES = 64 * 1024
+# csv.Sniffer's patterns take time in the square of the sample's length on some text (quotes
+# that never close): the sample stays small enough to be sniffed in well under a second.
+SNIFF_BYTES = 16 * 1024
 DELIMITERS = ",;\t"
 # csv's default limit is 128 KiB per cell; notes can be long, but not longer than this.
 MAX_CELL_CHARS = 1024 * 1024
@@ -67,16 +73,38 @@ def inspect(path, name="", sample_rows=5):
     else:
         check_xlsx_archive(path)
     rows = iter_rows(path, info)
-    try:
-        info.headers = [str(h) for h in next(rows)]
-    except StopIteration:
-        raise ImportFileError(_("The file is empty.")) from None
+    info.headers = read_header(rows)
     if not any(h.strip() for h in info.headers):
         raise ImportFileError(_("The first row must hold the column names; it is empty."))
     for _number, row in zip(range(sample_rows), rows, strict=False):
         info.sample.append([_sample_text(v) for v in row])
     rows.close()
     return info
+
+
+def read_header(rows):
+    """The column names from the first row of `rows`, as text.
+
+    ImportFileError when the file is empty or has more columns than IMPORT_MAX_COLUMNS (a
+    mapping page of thousands of columns helps nobody, and its form could not be sent).
+    """
+    from customers.import_fields import cell_text
+
+    try:
+        cells = next(rows)
+    except StopIteration:
+        raise ImportFileError(_("The file is empty.")) from None
+    limit = settings.IMPORT_MAX_COLUMNS
+    if len(cells) > limit:
+        raise ImportFileError(
+            _(
+                "The file has %(count)s columns; at most %(max)s can be imported. Delete the "
+                "columns you do not need, or save only the customers' sheet, and try again."
+            )
+            % {"count": f"{len(cells):,}", "max": f"{limit:,}"}
+        )
+    # cell_text: a NUL byte, which PostgreSQL cannot store, is dropped.
+    return [cell_text(cell) for cell in cells]
 
 
 def _sample_text(value):
@@ -156,13 +184,21 @@ def iter_rows(path, info):
 def _csv_rows(path, encoding, delimiter):
     csv.field_size_limit(MAX_CELL_CHARS)
     with open(path, encoding=encoding, newline="") as file:
-        reader = csv.reader(file, delimiter=delimiter)
+        # Strict: a quote that is never closed is an error, not a last cell holding the rest of
+        # the file (whose rows would silently go missing).
+        reader = csv.reader(file, delimiter=delimiter, strict=True)
+        started = 1
         try:
-            yield from reader
+            for row in reader:
+                yield row
+                started = reader.line_num + 1
         except csv.Error as error:
             raise ImportFileError(
-                _("Line %(line)d of the file cannot be read as CSV: %(error)s")
-                % {"line": reader.line_num, "error": error}
+                _(
+                    "The row that starts on line %(line)d of the file cannot be read as CSV "
+                    '(%(error)s). The usual cause is a quotation mark (") that is not closed.'
+                )
+                % {"line": started, "error": error}
             ) from None
 
 
@@ -183,12 +219,27 @@ def _xlsx_rows(path):
         sheet = workbook.worksheets[0] if workbook.worksheets else None
         if sheet is None:
             return
+        sheet.reset_dimensions()
         try:
-            for row in sheet.iter_rows(values_only=True):
+            header = list(next(sheet.iter_rows(max_row=1, values_only=True), ()))
+            while header and header[-1] in (None, ""):
+                header.pop()
+            yield header
+            # One cell past the header, so that a row longer than it is still reported.
+            for row in sheet.iter_rows(min_row=2, max_col=len(header) + 1, values_only=True):
                 yield list(row)
         except DefusedXmlException:
             raise ImportFileError(_entity_message()) from None
-        except (KeyError, ValueError, TypeError, zipfile.BadZipFile, EOFError) as error:
+        # SyntaxError: the XML parsers' errors (ElementTree's ParseError, lxml's) derive from it.
+        except (
+            KeyError,
+            ValueError,
+            TypeError,
+            SyntaxError,
+            zipfile.BadZipFile,
+            zlib.error,
+            EOFError,
+        ) as error:
             raise ImportFileError(
                 _("The spreadsheet is damaged and cannot be read (%(error)s).")
                 % {"error": type(error).__name__}

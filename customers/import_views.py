@@ -5,6 +5,7 @@ their progress is a fragment that htmx polls (or the user refreshes).
 """
 
 import os
+import uuid
 
 from django.conf import settings
 from django.contrib import messages
@@ -13,6 +14,7 @@ from django.db import transaction
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -115,7 +117,7 @@ def import_mapping(request, pk):
     if job.state not in (CustomerImport.State.UPLOADED, CustomerImport.State.CHECKED):
         return redirect(job)
     custom_fields = list(CustomField.objects.filter(active=True))
-    saved = ImportMapping.objects.filter(pk=request.GET.get("saved") or None).first()
+    saved = _saved_mapping(request.GET.get("saved"))
     if saved:
         suggested = suggest(job.headers, custom_fields, saved.columns)
     elif job.mapping:
@@ -146,12 +148,21 @@ def import_mapping(request, pk):
     return render(request, "customers/imports/mapping.html", context)
 
 
+def _saved_mapping(raw):
+    """The saved mapping a link names, or None (for a missing or malformed id too)."""
+    try:
+        pk = uuid.UUID(raw or "")
+    except ValueError:
+        return None
+    return ImportMapping.objects.filter(pk=pk).first()
+
+
 def _queue_check(job):
     job.state = CustomerImport.State.CHECKING
     job.processed = 0
     job.error = ""
     job.save(update_fields=["mapping", "on_duplicate", "state", "processed", "error"])
-    transaction.on_commit(lambda: tasks.check_customer_import.delay(str(job.pk)))
+    transaction.on_commit(lambda: tasks.check_customer_import.delay(str(job.pk), get_language()))
 
 
 @require_GET
@@ -204,7 +215,7 @@ def import_run(request, pk):
         if not updated:
             messages.error(request, _("This import has already started."))
             return redirect(job)
-        transaction.on_commit(lambda: tasks.run_customer_import.delay(str(job.pk)))
+        transaction.on_commit(lambda: tasks.run_customer_import.delay(str(job.pk), get_language()))
     messages.success(request, _("The import has started."))
     return redirect(job)
 
@@ -236,7 +247,7 @@ def import_revert(request, pk):
             if updated:
                 user_id = request.user.pk
                 transaction.on_commit(
-                    lambda: tasks.revert_customer_import.delay(str(job.pk), user_id)
+                    lambda: tasks.revert_customer_import.delay(str(job.pk), user_id, get_language())
                 )
         messages.success(request, _("The import is being reverted."))
         return redirect(job)

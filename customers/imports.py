@@ -37,21 +37,28 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.base import ContentFile
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts import audit
-from accounts.permissions import assignable_owners, changeable_customers, team_ids
+from accounts.permissions import (
+    assignable_owners,
+    can_import,
+    changeable_customers,
+    team_ids,
+)
 from cims import crypto
 from cims.ids import uuid7_int
 from customers import search
 from customers.import_fields import ENCRYPTED, CellError, field_label, reader
-from customers.import_files import ImportFileError, iter_rows
+from customers.import_files import ImportFileError, iter_rows, read_header
 from customers.models import (
     Customer,
     CustomerImport,
     CustomField,
+    ImportedCustomer,
     Source,
     Tag,
 )
@@ -155,7 +162,10 @@ class ProblemReport:
             self.outcome.problem_sample.append(
                 {"row": row, "column": column, "value": _short(value), "reason": reason}
             )
-        self.writer.writerow([row, safe_cell(column), safe_cell(_report_text(value)), reason])
+        # The reason too: some quote the cell ("=1+2 is not a valid value for Level.").
+        self.writer.writerow(
+            [row, safe_cell(column), safe_cell(_report_text(value)), safe_cell(reason)]
+        )
         if self.buffer.tell() > 1024 * 1024:
             self._spill()
 
@@ -235,11 +245,13 @@ class Importer:
         the customers, so a run that is interrupted leaves no trace and can simply start again.
         Returns the Outcome; raises ImportFileError for a file that cannot be read at all.
         """
+        if not can_import(self.user):
+            # Queued while they could; the permission, or the account, was withdrawn since.
+            raise ImportFileError(
+                _("%(user)s may no longer import customers.") % {"user": self.user}
+            )
         rows = iter_rows(self.path, self._file_info())
-        try:
-            self.headers = [str(h) if h is not None else "" for h in next(rows)]
-        except StopIteration:
-            raise ImportFileError(_("The file is empty.")) from None
+        self.headers = read_header(rows)
         with transaction.atomic():
             if not dry_run and not self._claim():
                 raise ImportBusy
@@ -765,7 +777,11 @@ class Importer:
                 actor=self.user,
                 data={"file": job.file_name, "on_duplicate": job.on_duplicate, **outcome.counts()},
             )
-        CustomerImport.objects.filter(pk=job.pk).update(**fields)
+        if not CustomerImport.objects.filter(pk=job.pk, state=job.state).update(**fields):
+            # The import moved on meanwhile (a check delivered twice, whose twin finished before
+            # the import was started): these results are not the import's to show.
+            job.report.storage.delete(job.report.name)
+            raise ImportBusy
         if old_report and old_report != job.report.name:
             job.report.storage.delete(old_report)
         for name, value in fields.items():
@@ -822,42 +838,62 @@ def execute(job, *, dry_run, path=None):
     return outcome
 
 
+# A customer an import touched several times (created by one row and updated by a later one, or
+# updated by two rows) has several records: the first says whether the import created it and
+# holds its row from before the import; the last version is the one the import left.
+RECORDS_OF_CUSTOMERS = (
+    "customers_interaction",
+    "customers_order",
+    "customers_consent",
+    "intake_submission",
+)
+
+TOUCHED = """
+WITH first AS (
+    SELECT DISTINCT ON (customer_id) customer_id, created, previous
+      FROM customers_importedcustomer WHERE customer_import_id = %(import)s
+     ORDER BY customer_id, version
+), last AS (
+    SELECT customer_id, max(version) AS version
+      FROM customers_importedcustomer WHERE customer_import_id = %(import)s
+     GROUP BY customer_id
+), touched AS (
+    SELECT first.*, last.version FROM first JOIN last USING (customer_id)
+)
+"""
+
+
 def revert(job, *, user):
     """Undo a finished import: delete the customers it created and restore those it changed.
 
     Customers changed by anyone since the import (their version moved on) are left as they are;
-    returns (deleted, restored, kept).
+    returns (deleted, restored, kept). Returns None, leaving the import done with the reason in
+    its error, when a customer's earlier email, mobile number or external ID now belongs to
+    another customer.
     """
     with transaction.atomic():
         locked = CustomerImport.objects.select_for_update().get(pk=job.pk)
         if locked.state not in (CustomerImport.State.DONE, CustomerImport.State.REVERTING):
             return None
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {TABLE} c USING customers_importedcustomer ic "
-                "WHERE ic.customer_import_id = %s AND ic.created AND c.id = ic.customer_id "
-                "AND c.version = ic.version",
-                [job.pk],
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                deleted, restored, kept = _revert_rows(cursor, job)
+        except IntegrityError:
+            CustomerImport.objects.filter(pk=job.pk).update(
+                state=CustomerImport.State.DONE,
+                error=_(
+                    "The import was not reverted: another customer now has the email, mobile "
+                    "number or external ID that one of its customers had before the import. "
+                    "Change it there, then revert again."
+                ),
             )
-            deleted = cursor.rowcount
-            columns = [f.column for f in Customer._meta.concrete_fields if f.column != "id"]
-            assignments = ", ".join(f"{c} = r.{c}" for c in columns)
-            cursor.execute(
-                f"UPDATE {TABLE} c SET {assignments} FROM ("
-                f"SELECT (jsonb_populate_record(NULL::{TABLE}, ic.previous)).*, "
-                "ic.version AS import_version FROM customers_importedcustomer ic "
-                "WHERE ic.customer_import_id = %s AND NOT ic.created) r "
-                "WHERE c.id = r.id AND c.version = r.import_version",
-                [job.pk],
-            )
-            restored = cursor.rowcount
-            cursor.execute(
-                "SELECT count(*) FROM customers_importedcustomer WHERE customer_import_id = %s",
-                [job.pk],
-            )
-            kept = cursor.fetchone()[0] - deleted - restored
+            job.refresh_from_db()
+            return None
         CustomerImport.objects.filter(pk=job.pk).update(
-            state=CustomerImport.State.REVERTED, reverted_at=timezone.now(), reverted_by=user
+            state=CustomerImport.State.REVERTED,
+            reverted_at=timezone.now(),
+            reverted_by=user,
+            error="",
         )
         audit.record(
             audit.Action.IMPORT_REVERT,
@@ -874,20 +910,80 @@ def revert(job, *, user):
     return deleted, restored, kept
 
 
+def _revert_rows(cursor, job):
+    params = {"import": job.pk}
+    # A customer the import created is kept once someone has recorded anything about it
+    # (an order, a visit, a consent, a form): reverting must not delete others' work.
+    recorded = " ".join(
+        f"AND NOT EXISTS (SELECT 1 FROM {table} r WHERE r.customer_id = c.id)"
+        for table in RECORDS_OF_CUSTOMERS
+    )
+    cursor.execute(
+        f"{TOUCHED} DELETE FROM {TABLE} c USING touched t "
+        f"WHERE t.created AND c.id = t.customer_id AND c.version = t.version {recorded}",
+        params,
+    )
+    deleted = cursor.rowcount
+    columns = [f.column for f in Customer._meta.concrete_fields if f.column != "id"]
+    assignments = ", ".join(f"{c} = r.{c}" for c in columns)
+    cursor.execute(
+        f"{TOUCHED} UPDATE {TABLE} c SET {assignments} FROM ("
+        f"SELECT (jsonb_populate_record(NULL::{TABLE}, t.previous)).*, "
+        "t.version AS import_version FROM touched t WHERE NOT t.created) r "
+        "WHERE c.id = r.id AND c.version = r.import_version",
+        params,
+    )
+    restored = cursor.rowcount
+    cursor.execute(
+        "SELECT count(DISTINCT customer_id) FROM customers_importedcustomer "
+        "WHERE customer_import_id = %s",
+        [job.pk],
+    )
+    kept = cursor.fetchone()[0] - deleted - restored
+    return deleted, restored, kept
+
+
 def progress_of(job):
     """Rows done so far by a running check, import or revert (kept in the cache meanwhile)."""
     return cache.get(progress_key(job.pk)) or job.processed
 
 
 def purge_files(days=None):
-    """Delete the files of imports finished more than `days` ago (IMPORT_KEEP_FILES_DAYS)."""
+    """Delete the files of imports finished more than `days` ago (IMPORT_KEEP_FILES_DAYS), and
+    of imports uploaded that long ago and never run; and what reverting needs of imports that
+    can no longer be reverted (IMPORT_REVERT_DAYS)."""
     import datetime
 
     days = settings.IMPORT_KEEP_FILES_DAYS if days is None else days
     cutoff = timezone.now() - datetime.timedelta(days=days)
-    old = CustomerImport.objects.filter(finished_at__lt=cutoff).exclude(file="", report="")
+    # An import left in the wizard never finishes: it is closed, or its file would stay for ever.
+    State = CustomerImport.State
+    CustomerImport.objects.filter(
+        created_at__lt=cutoff, state__in=[State.UPLOADED, State.CHECKING, State.CHECKED]
+    ).update(
+        state=State.FAILED,
+        error=_(
+            "The file was deleted %(days)s days after it was uploaded, before it was imported. "
+            "Upload it again to import it."
+        )
+        % {"days": days},
+        finished_at=timezone.now(),
+    )
+    old = CustomerImport.objects.filter(
+        Q(finished_at__lt=cutoff) | Q(created_at__lt=cutoff, state=State.FAILED)
+    ).exclude(file="", report="")
     for job in old.iterator():
         for stored in (job.file, job.report):
             if stored:
                 stored.storage.delete(stored.name)
-        CustomerImport.objects.filter(pk=job.pk).update(file="", report="", sample=[])
+        # The preview's first rows and problems are the file's values too: only counts stay.
+        counts = {k: v for k, v in job.preview.items() if k not in ("rows", "problems")}
+        CustomerImport.objects.filter(pk=job.pk).update(
+            file="", report="", sample=[], preview=counts
+        )
+    # Once an import can no longer be reverted, the customers' earlier rows kept for it go too
+    # (a revert under way still needs them).
+    expired = CustomerImport.objects.filter(
+        finished_at__lt=timezone.now() - datetime.timedelta(days=settings.IMPORT_REVERT_DAYS)
+    ).exclude(state=State.REVERTING)
+    ImportedCustomer.objects.filter(customer_import__in=expired).delete()

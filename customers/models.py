@@ -1118,7 +1118,14 @@ class CustomerImport(models.Model):
             self.state == self.State.DONE
             and not self.dry_run
             and bool(self.created or self.updated)
+            and self.finished_at is not None
+            and timezone.now() < self.revert_deadline
         )
+
+    @property
+    def revert_deadline(self):
+        """Until when the import can be reverted: what that needs is deleted afterwards."""
+        return self.finished_at + datetime.timedelta(days=settings.IMPORT_REVERT_DAYS)
 
 
 class ImportedCustomer(models.Model):
@@ -1126,6 +1133,8 @@ class ImportedCustomer(models.Model):
 
     Reverting an import deletes the customers it created and writes the previous rows back
     over those it changed, unless someone has changed them since (their version moved on).
+    The rows are deleted IMPORT_REVERT_DAYS after the import (customers.imports.purge_files):
+    they hold customers' earlier data, that of customers deleted since too.
     """
 
     id = models.BigAutoField(primary_key=True)

@@ -1,8 +1,9 @@
 import datetime
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from customers.models import BulkAction
 
@@ -74,19 +75,22 @@ def clear_expired_merge_snapshots():
 # --- Customer imports ---
 
 
-def _import_task(self, import_id, states, work):
+def _import_task(self, import_id, states, work, language=None):
     """Load an import in one of `states` and do `work` with it; a lost connection is retried.
 
     Each step is one transaction (customers.imports), so a retry after a failure starts the
-    step afresh, and a step that already finished is not done twice.
+    step afresh, and a step that already finished is not done twice. Problems are written in
+    `language`, the one the user had when they started the step.
     """
     from customers.models import CustomerImport
 
     job = CustomerImport.objects.select_related("user").filter(pk=import_id).first()
     if job is None or job.state not in states:
         return
+    language = language or job.user.language or settings.LANGUAGE_CODE
     try:
-        work(job)
+        with translation.override(language):
+            work(job)
     except DatabaseError as error:
         if self.request.retries < self.max_retries:
             raise self.retry(exc=error, countdown=2**self.request.retries) from error
@@ -106,7 +110,7 @@ def _fail_import(job, error):
 
 
 @shared_task(bind=True, max_retries=5)
-def check_customer_import(self, import_id):
+def check_customer_import(self, import_id, language=None):
     """Check an import (a run that is rolled back): its counts, problems and preview."""
     from customers import imports
     from customers.models import CustomerImport
@@ -116,11 +120,12 @@ def check_customer_import(self, import_id):
         import_id,
         [CustomerImport.State.CHECKING],
         lambda job: imports.execute(job, dry_run=True),
+        language,
     )
 
 
 @shared_task(bind=True, max_retries=5)
-def run_customer_import(self, import_id):
+def run_customer_import(self, import_id, language=None):
     """Import the customers of a checked file; safe to deliver twice (see customers.imports)."""
     from customers import imports
     from customers.models import CustomerImport
@@ -132,11 +137,12 @@ def run_customer_import(self, import_id):
         job.state = CustomerImport.State.RUNNING
         imports.execute(job, dry_run=False)
 
-    _import_task(self, import_id, [CustomerImport.State.QUEUED, CustomerImport.State.RUNNING], work)
+    states = [CustomerImport.State.QUEUED, CustomerImport.State.RUNNING]
+    _import_task(self, import_id, states, work, language)
 
 
 @shared_task(bind=True, max_retries=5)
-def revert_customer_import(self, import_id, user_id):
+def revert_customer_import(self, import_id, user_id, language=None):
     from django.contrib.auth import get_user_model
 
     from customers import imports
@@ -148,6 +154,7 @@ def revert_customer_import(self, import_id, user_id):
         import_id,
         [CustomerImport.State.REVERTING],
         lambda job: imports.revert(job, user=user),
+        language,
     )
 
 

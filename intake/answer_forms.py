@@ -7,7 +7,9 @@ values are split into the submission's readable and encrypted answers by `answer
 import datetime
 import decimal
 
+import phonenumbers
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
@@ -122,6 +124,9 @@ def _scale(low, high, common):
 class AnswerForm(forms.Form):
     """The questions of a built form; `fields` are in the form's order."""
 
+    # Whether answering sends the form's verification code (not when staff type answers in).
+    sends_codes = True
+
     def __init__(self, form, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.built_form = form
@@ -134,11 +139,36 @@ class AnswerForm(forms.Form):
         for field in self.form_fields:
             if field.type == Type.EMAIL and cleaned.get(field.key):
                 cleaned[field.key] = search.normalize_email(cleaned[field.key])
+            if (
+                self.sends_codes
+                and self.built_form.verify == "phone"
+                and field.target == "customer:phone"
+                and cleaned.get(field.key)
+                and not can_text(cleaned[field.key])
+            ):
+                # Codes sent to any number in the world invite SMS pumping: bots entering
+                # premium-rate numbers to earn from the messages the company pays for.
+                self.add_error(
+                    field.key,
+                    _("Codes can only be sent to mobile numbers of %(regions)s.")
+                    % {"regions": ", ".join(settings.SMS_ALLOWED_REGIONS)},
+                )
         return cleaned
 
     def answers(self):
         """The cleaned answers as (readable, private) JSON dicts; see answers_from."""
         return answers_from(self.form_fields, self.cleaned_data)
+
+
+def can_text(phone):
+    """Whether verification codes may be sent to this E.164 number (SMS_ALLOWED_REGIONS)."""
+    if not settings.SMS_ALLOWED_REGIONS:
+        return True
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone))
+    except phonenumbers.NumberParseException:
+        return False
+    return region in settings.SMS_ALLOWED_REGIONS
 
 
 def answers_from(form_fields, cleaned):

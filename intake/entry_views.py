@@ -3,7 +3,8 @@ in on a customer's behalf (a paper questionnaire typed in).
 
 Quick entry answers a plain form POST with a redirect, and a POST from its script
 (static/js/quick-entry.js, Accept: application/json) with JSON: 201 for a new entry, 200 for
-an entry whose key was received before, 400 with the errors of each field.
+an entry whose key was received before, 400 with the errors of each field, 409 when the page
+was opened by another user than the one signed in now.
 """
 
 import functools
@@ -62,7 +63,22 @@ class EntryContextForm(forms.Form):
         self.fields["channel"].choices = [(c.value, c.label) for c in channels]
 
 
-class QuickEntryForm(AnswerForm):
+class StaffAnswerForm(AnswerForm):
+    """A form's questions answered by staff for a customer.
+
+    The answers are the customer's, not the user's: the browser must neither fill in the user's
+    own details nor keep the customer's to offer them to the next user of a shared device.
+    """
+
+    sends_codes = False
+
+    def __init__(self, form, *args, **kwargs):
+        super().__init__(form, *args, **kwargs)
+        for field in self.fields.values():
+            field.widget.attrs["autocomplete"] = "off"
+
+
+class QuickEntryForm(StaffAnswerForm):
     """The quick-entry questions, laid out for a phone, asking for a way to reach the customer."""
 
     def __init__(self, form, *args, **kwargs):
@@ -138,6 +154,14 @@ def quick_entry(request):
 
 
 def _quick_entry_post(request, form):
+    page_user = request.headers.get("X-Entry-User")
+    if page_user is not None and page_user != str(request.user.pk):
+        # The entries waiting in a page belong to the user who opened it; sent with the session
+        # of another user who signed in since on this device, they would be recorded as theirs.
+        error = _("You are signed in as someone else. Reload the page to enter customers.")
+        return JsonResponse(
+            {"errors": [{"field": "", "label": "", "messages": [error]}]}, status=409
+        )
     context = EntryContextForm(request.POST, channels=QUICK_ENTRY_CHANNELS)
     answers = QuickEntryForm(form, request.POST)
     if context.is_valid() and (key := context.cleaned_data["client_key"]):
@@ -320,7 +344,7 @@ def fill_for_customer(request, pk, slug):
     if not request.user.has_perm("intake.add_submission"):
         raise PermissionDenied
     form = get_object_or_404(_fillable_forms().prefetch_related("fields"), slug=slug)
-    answers = AnswerForm(form, request.POST or None)
+    answers = StaffAnswerForm(form, request.POST or None)
     context = EntryContextForm(
         request.POST or None,
         channels=FILL_CHANNELS,

@@ -160,10 +160,7 @@ def _receive(request, form):
     address = client_ip(request)
     wait = ratelimit.retry_after(address)
     if wait is not None:
-        context = {"form": form, "minutes": max(1, (wait + 59) // 60)}
-        response = render(request, "intake/public/too_many.html", context, status=429)
-        response["Retry-After"] = str(wait)
-        return response
+        return _too_many(request, form, wait)
     if request.POST.get(HONEYPOT_FIELD):
         # Answered exactly as a person would be, so the bot learns nothing.
         logger.info("Honeypot filled on form %s from %s: nothing stored", form.slug, address)
@@ -174,6 +171,11 @@ def _receive(request, form):
         return render_form_page(request, form, answer_form, stale=True, status=400)
     if not answer_form.is_valid():
         return render_form_page(request, form, answer_form)
+    # Counted before it is stored: the check above let through every request that arrived
+    # before the earlier ones were counted.
+    wait = ratelimit.count(address)
+    if wait is not None:
+        return _too_many(request, form, wait)
     with transaction.atomic():
         submission = services.receive_submission(
             answer_form,
@@ -181,11 +183,17 @@ def _receive(request, form):
             ip_address=address,
             language=translation.get_language() or "",
         )
-    ratelimit.count(address)
     if submission.state == Submission.State.PENDING:
         url = reverse("intake:verify", args=[form.slug, submission.pk])
         return HttpResponseRedirect(_with_language(url, request))
     return _finished(request, form)
+
+
+def _too_many(request, form, wait):
+    context = {"form": form, "minutes": max(1, (wait + 59) // 60)}
+    response = render(request, "intake/public/too_many.html", context, status=429)
+    response["Retry-After"] = str(wait)
+    return response
 
 
 def _finished(request, form):

@@ -60,12 +60,22 @@ def retry_after(address):
 
 
 def count(address):
-    """Count one submission from `address`."""
+    """Count one submission from `address`: None while it is within the limit, else the seconds
+    until the address may submit again.
+
+    Counting and checking are one step, so that requests sent all at once cannot each pass a
+    check made before any of them was counted.
+    """
     key = _key(address)
     try:
         pipe = _redis().pipeline(transaction=True)
         pipe.set(key, 0, ex=WINDOW_SECONDS, nx=True)
         pipe.incr(key)
-        pipe.execute()
+        pipe.ttl(key)
+        _created, total, ttl = pipe.execute()
     except redis.RedisError as error:
         logger.warning("Submission from %s not counted, Redis is unreachable: %s", address, error)
+        return None
+    if total <= settings.INTAKE_SUBMISSIONS_PER_HOUR:
+        return None
+    return max(int(ttl), 1)

@@ -22,6 +22,7 @@ from accounts.permissions import can_view_sensitive, changeable_customers, visib
 from cims.paging import BadCursor, keyset_page
 from customers.masking import SENSITIVE_FIELDS, mask
 from customers.models import Customer, CustomField, Gender
+from customers.phones import format_phone
 from intake import services
 from intake.models import ProposedChange, Submission
 
@@ -177,6 +178,9 @@ def _shown(field, value):
         return ""
     if field == "gender":
         return str(dict(Gender.choices).get(value, value))
+    if field == "phone" and str(value).startswith("+"):
+        # As the rest of the application shows numbers (masked ones are already shown so).
+        return format_phone(value)
     if isinstance(value, bool):
         return _("Yes") if value else _("No")
     if isinstance(value, list):

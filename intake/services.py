@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from accounts import audit
+from accounts import audit, permissions
 from accounts.models import Team
 from customers.models import (
     Channel,
@@ -185,9 +185,11 @@ def apply_submission(submission):
     """Apply a received submission to its customer, found or created; returns the submission.
 
     Empty fields on record are filled, differing values wait for review as ProposedChanges,
-    consents and a timeline entry are recorded. Runs in one transaction with the submission's
-    row locked, and does nothing to a submission that is no longer received, so running it
-    twice (a retried or duplicated task) changes nothing the second time.
+    consents and a timeline entry are recorded; from a sender who does not speak for a customer
+    found on record (see speaks_for), every change waits for review and only withdrawals of
+    consent are recorded. Runs in one transaction with the submission's row locked, and does
+    nothing to a submission that is no longer received, so running it twice (a retried or
+    duplicated task) changes nothing the second time.
     """
     with transaction.atomic():
         submission = (
@@ -199,9 +201,9 @@ def apply_submission(submission):
         if submission is None:
             return None
         values = submitted_values(submission)
-        customer, changes = _apply_to_customer(submission, values)
+        customer, changes, trusted = _apply_to_customer(submission, values)
         if customer is not None:
-            _record_consents(submission, customer, values.consents)
+            _record_consents(submission, customer, values.consents, trusted=trusted)
             Interaction.objects.create(
                 customer=customer,
                 kind=InteractionKind.FORM,
@@ -229,28 +231,53 @@ def new_customer_source(submission):
 
 
 def _apply_to_customer(submission, values):
-    """(customer, proposed changes) for a submission: the given, matched or created customer.
+    """(customer, proposed changes, trusted) for a submission: the given, matched or created
+    customer, and whether the submission speaks for it.
 
     Two submissions may create a customer with the same email or phone at the same time; the
     second to commit hits the unique index, and is applied as a match to the first one's.
     """
     if submission.customer_id is not None:
+        # Chosen by staff who could change the customer when they typed the answers in.
         customer = Customer.objects.select_for_update().filter(pk=submission.customer_id).first()
         if customer is not None:
-            return customer, _update_customer(submission, customer, values)
+            return customer, _update_customer(submission, customer, values, trusted=True), True
     if not values.identifies:
         # An anonymous survey: the answers are kept, no customer is made of them.
-        return None, []
+        return None, [], False
     for _attempt in range(3):
         customer = _matching_customer(submission, values)
         if customer is not None:
-            return customer, _update_customer(submission, customer, values)
+            trusted = speaks_for(submission, customer)
+            return (
+                customer,
+                _update_customer(submission, customer, values, trusted=trusted),
+                trusted,
+            )
         try:
             with transaction.atomic():
-                return _create_customer(submission, values), []
+                return _create_customer(submission, values), [], True
         except IntegrityError:
             continue
     raise IntegrityError("A customer with this email or phone keeps appearing and vanishing.")
+
+
+def speaks_for(submission, customer):
+    """Whether a submission may change a customer found by its email or phone without review.
+
+    Anyone can type a known customer's email or mobile number into a public form, so a visitor
+    speaks for a customer only after proving one of the contacts the customer has on record
+    (the form's verification); staff speak for the customers they may change.
+    """
+    if submission.entered_by_id is not None:
+        return permissions.can(submission.entered_by, permissions.CHANGE, customer)
+    name = {Form.Verify.EMAIL: "email", Form.Verify.PHONE: "phone"}.get(submission.form.verify)
+    if submission.verified_at is None or name is None:
+        return False
+    from intake import verification
+
+    proven = customer_value(name, verification.destination(submission))
+    return proven is not None and customer_value(name, getattr(customer, name)) == proven
 
 
 def _matching_customer(submission, values):
@@ -310,8 +337,12 @@ def _snapshot(customer, names, attribute_keys):
     return values
 
 
-def _update_customer(submission, customer, values):
-    """Fill what is empty on record and propose what differs; returns the proposed changes."""
+def _update_customer(submission, customer, values, *, trusted):
+    """Fill what is empty on record and propose what differs; returns the proposed changes.
+
+    Unless the submission is `trusted` to speak for the customer, nothing is written: what is
+    empty on record is proposed too.
+    """
     before = _snapshot(customer, values.customer, values.attributes)
     now = timezone.now()
     open_changes = {
@@ -338,17 +369,18 @@ def _update_customer(submission, customer, values):
 
     for name, value in values.customer.items():
         current = getattr(customer, name)
+        if name == "notes" and current:
+            # Notes gather: a new note is added below the ones on record, never replaces them.
+            if value in current:
+                continue
+            value = f"{current}\n\n{value}"
         if current == value:
             continue
         holder = _other_holder(customer, name, value)
         if holder is not None:
             propose(name, current, value, conflicting=holder)
-        elif _empty(current):
+        elif trusted and (_empty(current) or name == "notes"):
             setattr(customer, name, value)
-        elif name == "notes":
-            # Notes gather: a new note is added below the ones on record, never replaces them.
-            if value not in current:
-                customer.notes = f"{current}\n\n{value}"
         else:
             propose(name, current, value)
     attributes = dict(customer.attributes)
@@ -356,7 +388,7 @@ def _update_customer(submission, customer, values):
         current = attributes.get(key)
         if current == value:
             continue
-        if _empty(current):
+        if trusted and _empty(current):
             attributes[key] = value
         else:
             propose(f"attribute:{key}", current, value)
@@ -390,7 +422,11 @@ def _other_holder(customer, name, value):
     return lookup[name](value).exclude(pk=customer.pk).first()
 
 
-def _record_consents(submission, customer, consents):
+def _record_consents(submission, customer, consents, *, trusted):
+    if not trusted:
+        # A withdrawal is honoured whoever sends it, as an unsubscribe link is; a grant must
+        # come from the customer. It stays in the submission's answers.
+        consents = [consent for consent in consents if not consent[2]]
     if not consents:
         return
     with translation.override(submission.language or settings.LANGUAGE_CODE):

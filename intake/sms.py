@@ -8,6 +8,7 @@ when a message could not be handed over, so the caller can tell the customer and
 import json
 import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from django.conf import settings
@@ -44,6 +45,10 @@ class HttpBackend:
     def send(self, phone, message):
         if not self.url:
             raise SmsError("SMS_HTTP_URL is not set.")
+        if urllib.parse.urlsplit(self.url).scheme not in ("http", "https"):
+            # Not a gateway (urllib would also read file: and ftp: addresses); and the address,
+            # which may carry the provider's key, is not repeated in the error.
+            raise SmsError("SMS_HTTP_URL is not an http or https address.")
         body = json.dumps({"to": phone, "from": self.sender, "text": message}).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.token:

@@ -17,6 +17,7 @@ import enum
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -153,10 +154,11 @@ def deliver(submission_id, *, automatic=False):
     except Exception as error:
         # Any failure of the provider (refused, unreachable, misconfigured) is the same to the
         # customer: the code did not go out. It is logged without the code.
-        logger.warning("Verification code for %s not sent: %s", submission_id, error)
+        failure = _failure_text(error, address)
+        logger.warning("Verification code for %s not sent: %s", submission_id, failure)
         retry = bool(address) and not automatic and settings.INTAKE_VERIFY_RETRIES > 0
         VerificationCode.objects.filter(pk=submission_id).update(
-            last_error=str(error)[:500] or type(error).__name__,
+            last_error=failure[:500],
             retry_at=(
                 timezone.now() + datetime.timedelta(seconds=retry_delay(0)) if retry else None
             ),
@@ -168,6 +170,15 @@ def deliver(submission_id, *, automatic=False):
         last_error="", retry_at=None, send_count=verification.send_count + 1
     )
     return True
+
+
+def _failure_text(error, address):
+    """An error as the log and the stored record show it: a provider refusing a recipient
+    names it, and neither is a place for customers' addresses (the record is not encrypted)."""
+    text = str(error) or type(error).__name__
+    if address:
+        text = re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE)
+    return text
 
 
 def retry_delay(retries):

@@ -1,6 +1,7 @@
 """Shared fixtures: the personas every test talks about, and a real Celery worker."""
 
 import os
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -30,6 +31,12 @@ def _isolated_cache(settings, worker_id):
     cache.delete(FILTER_OPTIONS_KEY)
     yield
     cache.delete(FILTER_OPTIONS_KEY)
+
+
+@pytest.fixture(autouse=True)
+def _media_in_a_temporary_directory(settings, tmp_path):
+    # Uploaded imports and reports of tests must not pile up under var/media.
+    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 @pytest.fixture(autouse=True)
@@ -117,30 +124,51 @@ def customer(staff, teams):
     )
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _celery_test_queue(worker_id):
-    """Send this test process's tasks to a queue of its own, from the first task on.
-
-    Test runs of other checkouts may share this Redis: the process id keeps queues apart. Celery
-    fixes its queue declarations when the first task is sent, so the name is set before any
-    test runs; a worker started later then consumes the queue the tasks went to.
-    """
+def _send_tasks_to(queue):
     from cims.celery import app
 
-    app.conf.task_default_queue = f"cims-test-{worker_id}-{os.getpid()}"
-    app.__dict__.pop("amqp", None)
-    return app.conf.task_default_queue
+    if app.conf.task_default_queue != queue:
+        app.conf.task_default_queue = queue
+        # Celery fixes its queue declarations when the first task is sent.
+        app.__dict__.pop("amqp", None)
 
 
 @pytest.fixture(scope="session")
-def celery_worker_session(django_db_setup, django_db_blocker, _celery_test_queue):
+def _celery_test_queues(worker_id):
+    """The queue this test process's worker consumes, and one that nobody consumes.
+
+    Test runs of other checkouts may share this Redis: the process id keeps queues apart.
+    """
+    from cims.celery import app
+
+    worker_queue = f"cims-test-{worker_id}-{os.getpid()}"
+    unconsumed = f"{worker_queue}-unconsumed"
+    yield worker_queue, unconsumed
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(unconsumed)
+
+
+@pytest.fixture(autouse=True)
+def _celery_queue_of_the_test(request, _celery_test_queues):
+    """Only tests with the worker send it tasks.
+
+    The worker lives for the whole session; a task queued by another test (one whose data is
+    committed, then emptied) would otherwise run at some later moment, perhaps while the
+    database is being emptied for the next test, and the two can deadlock.
+    """
+    worker_queue, unconsumed = _celery_test_queues
+    uses_worker = "celery_worker" in request.fixturenames
+    _send_tasks_to(worker_queue if uses_worker else unconsumed)
+
+
+@pytest.fixture(scope="session")
+def celery_worker_session(django_db_setup, django_db_blocker, _celery_test_queues):
     """A real Celery worker thread consuming a queue of this test process, through Redis."""
     from celery.contrib.testing.worker import start_worker
 
     from cims.celery import app
 
-    # Tasks queued by earlier tests, whose data was rolled back, are not for this worker.
-    app.control.purge()
+    _send_tasks_to(_celery_test_queues[0])
     with (
         django_db_blocker.unblock(),
         start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker,
@@ -151,7 +179,13 @@ def celery_worker_session(django_db_setup, django_db_blocker, _celery_test_queue
 @pytest.fixture
 def celery_worker(celery_worker_session, transactional_db):
     """Tests using the worker need committed data, which the worker's connection can see."""
-    return celery_worker_session
+    from celery.worker import state
+
+    yield celery_worker_session
+    # A task still running when the test ends would hold locks while the database is emptied.
+    deadline = time.monotonic() + 10
+    while state.active_requests and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -71,6 +71,18 @@
     init(document);
   });
 
+  // Signing out first deletes the quick-entry page kept for offline use (static/js/entry-sw.js):
+  // it shows this user's name and queue, and must not open for the next user of the device.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches("[data-sign-out]") || !window.caches) { return; }
+    event.preventDefault();
+    window.caches.keys().then(function (names) {
+      return Promise.all(names.filter(function (name) { return name.indexOf("cims-quick-entry") === 0; })
+        .map(function (name) { return window.caches.delete(name); }));
+    }).catch(function () {}).then(function () { form.submit(); });
+  });
+
   document.addEventListener("htmx:afterSwap", function (event) { init(event.detail.elt); });
 
   // A live search changes the address without a page load; forms that return here follow it.

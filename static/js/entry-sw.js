@@ -4,7 +4,9 @@
 // It answers for the page and its files from the network whenever there is one, keeping a copy
 // of each answer, and from those copies when there is none: the page then opens, and queues
 // entries, without a connection. Posting entries is left to the page, which queues them.
-const CACHE = "cims-quick-entry-v1";
+// The quick-entry page once its user is signed out, and the sign-out form (static/js/app.js),
+// delete caches named "cims-quick-entry…"; a new name drops the copies earlier versions kept.
+const CACHE = "cims-quick-entry-v2";
 const OPTIONS = { ignoreSearch: true, ignoreVary: true };
 
 self.addEventListener("install", (event) => {
@@ -46,8 +48,14 @@ async function fromNetworkOrCopy(request, key) {
   const cache = await caches.open(CACHE);
   try {
     const response = await fetch(request);
-    // A redirect (to sign in) is not the page: keep the last good copy.
-    if (response.ok && !response.redirected) { await cache.put(key, response.clone()); }
+    if (response.ok && !response.redirected) {
+      await cache.put(key, response.clone());
+    } else if (key === PAGE && (response.type === "opaqueredirect" || response.redirected ||
+               response.status === 403)) {
+      // Sent to sign in, or refused: the user the copy was made for is no longer the one signed
+      // in, and the copy (their name, their entries) must not open for the next user.
+      await cache.delete(key);
+    }
     return response;
   } catch (error) {
     const copy = await cache.match(key, OPTIONS);

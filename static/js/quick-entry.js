@@ -233,7 +233,8 @@
       body: body,
       credentials: "same-origin",
       redirect: "manual",
-      headers: { "Accept": "application/json", "X-CSRFToken": token },
+      // The server refuses entries sent with the session of another user than this page's.
+      headers: { "Accept": "application/json", "X-CSRFToken": token, "X-Entry-User": text.user },
     });
   }
 
@@ -250,8 +251,19 @@
   }
 
   function isSignedOut(response) {
-    // A session that ended answers with a redirect to the sign-in page.
-    return response.type === "opaqueredirect" || (response.status >= 300 && response.status < 400);
+    // A session that ended answers with a redirect to the sign-in page; one that another user
+    // started since on this device answers 409.
+    return response.type === "opaqueredirect" || (response.status >= 300 && response.status < 400) ||
+      response.status === 409;
+  }
+
+  function forgetPage() {
+    // The copy the service worker keeps shows this user's page: once they are signed out it
+    // must not open for whoever uses the device next.
+    if (!window.caches) { return; }
+    window.caches.keys().then(function (names) {
+      names.forEach(function (name) { if (name.indexOf("cims-quick-entry") === 0) { window.caches.delete(name); } });
+    }).catch(function () {});
   }
 
   async function send(entry) {
@@ -267,6 +279,7 @@
     }
     if (isSignedOut(response)) {
       signedOut = true;
+      forgetPage();
       return "signed-out";
     }
     if (response.status === 200 || response.status === 201) {

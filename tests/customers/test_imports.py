@@ -1,13 +1,16 @@
 """The import engine: values read, problems reported, known customers, revert, atomicity."""
 
 import csv
+import datetime
 import io
+import os
 
 import pytest
+from django.utils import timezone
 
 from accounts.audit import AuditEntry
-from customers import imports
-from customers.models import Customer, CustomerImport, ImportedCustomer
+from customers import imports, tasks
+from customers.models import Customer, CustomerImport, ImportedCustomer, Interaction
 from tests.customers.import_helpers import (  # noqa: F401 (fixture)
     HEADERS,
     check_import,
@@ -233,6 +236,16 @@ def test_revert_keeps_customers_changed_since_the_import(manager):
     assert Customer.objects.get().company == "改过"
 
 
+def test_revert_keeps_a_created_customer_someone_has_recorded_a_visit_of(manager):
+    job, _outcome = run_import(
+        manager, csv_bytes([row(), row(手机="13900139001", 邮箱="", 客户编号="C2")])
+    )
+    visited = Customer.objects.with_phone("13900139000").get()
+    Interaction.objects.create(customer=visited, kind="visit", summary="到店")
+    assert imports.revert(job, user=manager) == (1, 0, 1)
+    assert list(Customer.objects.all()) == [visited]
+
+
 def test_a_failure_midway_leaves_nothing_and_a_second_run_finishes(manager, monkeypatch):
     rows = [row(姓名=f"客户{i}", 手机=f"139{i:08d}", 邮箱="", 客户编号=f"C{i}") for i in range(30)]
     job = _queued(manager, csv_bytes(rows))
@@ -282,3 +295,144 @@ def _queued(user, content):
     CustomerImport.objects.filter(pk=job.pk).update(state="running")
     job.refresh_from_db()
     return job
+
+
+def test_revert_deletes_a_customer_the_import_created_then_updated(manager):
+    rows = [row(), row(手机="13700137000", 公司="第二家", 客户编号="")]
+    job, outcome = run_import(manager, csv_bytes(rows), on_duplicate="update")
+    assert (outcome.created, outcome.updated) == (1, 1)
+
+    assert imports.revert(job, user=manager) == (1, 0, 0)
+    assert not Customer.objects.exists()
+
+
+def test_revert_undoes_every_row_that_changed_one_customer(manager, known):
+    headers = ["姓名", "手机", "公司", "职位"]
+    rows = [["王芳", "13900139000", "新公司", ""], ["王芳", "13900139000", "", "总监"]]
+    job, outcome = run_import(manager, csv_bytes(rows, headers=headers), on_duplicate="update")
+    assert outcome.updated == 2
+    known.refresh_from_db()
+    assert (known.company, known.job_title, known.version) == ("新公司", "总监", 3)
+
+    assert imports.revert(job, user=manager) == (0, 1, 0)
+    known.refresh_from_db()
+    assert (known.company, known.job_title, known.version) == ("旧公司", "经理", 1)
+    assert (known.email, known.phone) == ("old@example.com", "+8613900139000")
+
+
+def test_revert_is_refused_when_another_customer_took_a_value_back_and_can_be_retried(
+    manager, known, english
+):
+    job, _outcome = run_import(
+        manager, csv_bytes([row(邮箱="new@example.com")]), on_duplicate="update"
+    )
+    other = Customer.objects.create(display_name="后来者", email="old@example.com")
+
+    assert imports.revert(job, user=manager) is None
+    job.refresh_from_db()
+    assert (job.state, job.revertible) == ("done", True)
+    assert "another customer now has the email" in job.error
+    known.refresh_from_db()
+    assert known.email == "new@example.com"
+
+    other.email = "elsewhere@example.com"
+    other.save()
+    assert imports.revert(job, user=manager) == (0, 1, 0)
+    known.refresh_from_db()
+    assert known.email == "old@example.com"
+    job.refresh_from_db()
+    assert (job.state, job.error) == ("reverted", "")
+
+
+def test_every_cell_of_the_report_is_protected_from_formulas_reasons_too(
+    manager, custom_fields, english
+):
+    content = csv_bytes([["甲", "=1+2"], ["乙", "-bronze"]], headers=["姓名", "Level"])
+    job, outcome = run_import(manager, content)
+    assert outcome.failed == 2
+    cells = [cell for line in report_rows(job)[1:] for cell in line]
+    assert "'=1+2 is not a valid value for Level." in cells
+    assert not [cell for cell in cells if cell.startswith(imports.FORMULA_STARTS)]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e999"])
+def test_a_number_attribute_that_json_cannot_hold_is_reported(
+    manager, custom_fields, english, value
+):
+    content = csv_bytes([["甲", value], ["乙", "7"]], headers=["姓名", "Score"])
+    job, outcome = run_import(manager, content)
+    assert (job.state, outcome.created, outcome.failed) == ("done", 1, 1)
+    assert report_rows(job)[1][1:] == ["Score", imports.safe_cell(value), "Not a number."]
+    assert Customer.objects.get().attributes == {"score": 7}
+
+
+def test_a_check_that_finishes_after_the_import_started_leaves_the_import_alone(manager):
+    job = _queued(manager, csv_bytes([row()]))
+    CustomerImport.objects.filter(pk=job.pk).update(state="checking")
+    job.refresh_from_db()
+    # The check was delivered twice: its twin finished and the import ran meanwhile.
+    CustomerImport.objects.filter(pk=job.pk).update(state="done", created=1)
+
+    assert imports.execute(job, dry_run=True) is None
+    job.refresh_from_db()
+    assert (job.state, job.created) == ("done", 1)
+    assert not job.report
+
+
+def test_files_of_finished_and_of_abandoned_imports_are_deleted_on_schedule(
+    manager, settings, english
+):
+    settings.IMPORT_KEEP_FILES_DAYS = 30
+    long_ago = timezone.now() - datetime.timedelta(days=31)
+    finished, _outcome = run_import(manager, csv_bytes([row(邮箱="x", 客户编号="C5")]))
+    abandoned = _queued(manager, csv_bytes([row(客户编号="C6")]))
+    recent = _queued(manager, csv_bytes([row(客户编号="C7")]))
+    CustomerImport.objects.filter(pk=finished.pk).update(finished_at=long_ago)
+    CustomerImport.objects.filter(pk=abandoned.pk).update(created_at=long_ago, state="checked")
+    CustomerImport.objects.filter(pk=recent.pk).update(state="checked")
+    paths = [finished.file.path, finished.report.path, abandoned.file.path]
+
+    tasks.purge_import_files()
+
+    assert not [path for path in paths if os.path.exists(path)]
+    finished.refresh_from_db()
+    abandoned.refresh_from_db()
+    recent.refresh_from_db()
+    assert (finished.file.name, finished.report.name, finished.state) == ("", "", "done")
+    # The preview's rows and problems held the file's values; its counts stay.
+    assert set(finished.preview) == {"counts", "on_duplicate"}
+    assert finished.preview["counts"]["problems"] == finished.problem_count == 1
+    assert (abandoned.file.name, abandoned.sample, abandoned.state) == ("", [], "failed")
+    assert "Upload it again" in abandoned.error
+    assert recent.state == "checked" and os.path.exists(recent.file.path)
+
+
+def test_an_import_is_revertible_for_a_while_then_the_earlier_rows_are_deleted(
+    manager, known, settings
+):
+    settings.IMPORT_REVERT_DAYS = 30
+    job, _outcome = run_import(manager, csv_bytes([row()]), on_duplicate="update")
+    assert job.revertible and ImportedCustomer.objects.filter(previous__isnull=False).exists()
+    known.delete()  # its earlier row, kept for the revert, must not outlive the period
+    tasks.purge_import_files()
+    assert ImportedCustomer.objects.exists()
+
+    CustomerImport.objects.filter(pk=job.pk).update(
+        finished_at=timezone.now() - datetime.timedelta(days=31)
+    )
+    job.refresh_from_db()
+    assert not job.revertible
+    tasks.purge_import_files()
+    assert not ImportedCustomer.objects.exists()
+
+
+def test_an_import_queued_by_someone_who_may_no_longer_import_does_nothing(manager, english):
+    job = _queued(manager, csv_bytes([row()]))
+    manager.is_active = False
+    manager.save()
+    job.refresh_from_db()
+
+    assert imports.execute(job, dry_run=False) is None
+    job.refresh_from_db()
+    assert (job.state, job.error) == ("failed", f"{manager} may no longer import customers.")
+    assert not Customer.objects.exists()

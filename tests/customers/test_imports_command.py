@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 from customers.models import Customer, CustomerImport, ImportMapping
 from tests.customers.import_helpers import csv_bytes, media  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 GOOD = ["王芳", "13900139000", "wang@example.com", "", "", "", "", "", "", "C1"]
 BAD = ["李娜", "12345", "", "", "", "", "", "", "", "C2"]

@@ -2,6 +2,7 @@
 
 import datetime
 import io
+import time
 import zipfile
 
 import pytest
@@ -180,3 +181,105 @@ def test_the_public_sample_export_imports_what_it_can_and_reports_the_rest(manag
     assert not Customer.objects.filter(external_id="dE014d010c7ab0c").exists()
     customer = Customer.objects.exclude(family_name="").first()
     assert customer.display_name == f"{customer.given_name} {customer.family_name}"
+
+
+def _xlsx_with_a_cell_at(cell):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["姓名", "手机"])
+    sheet.append(["王芳", "13900139000"])
+    sheet[cell] = " "
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_a_stray_cell_far_away_neither_widens_nor_lengthens_the_sheet(manager):
+    # Declared A1:XFD1048576, which openpyxl would fill with a million rows of 16,384 cells.
+    content = _xlsx_with_a_cell_at("XFD1048576")
+    started = time.monotonic()
+    job, outcome = run_import(manager, content, name="stray.xlsx")
+    assert time.monotonic() - started < 20
+    assert job.headers == ["姓名", "手机"]
+    assert (job.state, outcome.total, outcome.created, outcome.failed) == ("done", 1, 1, 0)
+
+
+def test_a_value_past_the_header_is_still_reported(manager, english):
+    job, outcome = run_import(manager, _xlsx_with_a_cell_at("C2"), name="wider.xlsx")
+    assert (outcome.created, outcome.failed) == (0, 1)
+    assert "3 columns; the header has 2" in job.preview["problems"][0]["reason"]
+
+
+def test_a_file_with_too_many_columns_is_refused(tmp_path, settings, english):
+    settings.IMPORT_MAX_COLUMNS = 50
+    path = tmp_path / "wide.csv"
+    path.write_bytes(csv_bytes([["x"] * 51], headers=[f"c{i}" for i in range(51)]))
+    with pytest.raises(ImportFileError, match="The file has 51 columns; at most 50"):
+        inspect(path, "wide.csv")
+    path = tmp_path / "wide.xlsx"
+    path.write_bytes(xlsx_bytes([], headers=[f"c{i}" for i in range(51)]))
+    with pytest.raises(ImportFileError, match="The file has 51 columns; at most 50"):
+        inspect(path, "wide.xlsx")
+
+
+def test_a_quote_that_is_never_closed_is_refused_with_its_line(tmp_path, english):
+    lines = ["姓名,手机,备注", '甲,13900139001,"oops']
+    lines += [f"人{i},1390013{i:04d},ok" for i in range(9)]
+    path = tmp_path / "quote.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ImportFileError, match=r"starts on line 2 .*quotation mark"):
+        inspect(path, "quote.csv")
+
+
+def test_quotes_that_never_close_are_sniffed_quickly(tmp_path):
+    path = tmp_path / "quotes.csv"
+    path.write_text("姓名,手机\n" + ',"x' * 30_000 + "\n")
+    started = time.monotonic()
+    try:
+        inspect(path, "quotes.csv")
+    except ImportFileError:
+        pass
+    assert time.monotonic() - started < 3
+
+
+def test_a_nul_byte_in_the_header_or_a_cell_is_dropped(manager):
+    content = "姓\x00名,手机,备注\n王芳,13900139000,a\x00b\n".encode()
+    job, outcome = run_import(manager, content)
+    assert job.headers == ["姓名", "手机", "备注"]
+    assert (job.state, outcome.created) == ("done", 1)
+    assert Customer.objects.get().notes == "ab"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not xml"])
+def test_a_damaged_worksheet_is_refused_with_a_message(tmp_path, english, damage):
+    content = xlsx_bytes([["王芳", "13900139000", "", "", "", "", "", "", "", ""]])
+    source, target = io.BytesIO(content), io.BytesIO()
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for item in old.infolist():
+            data = old.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data[: len(data) // 2] if damage == "truncated" else b"\x00\x01 garbage"
+            new.writestr(item, data)
+    path = tmp_path / "damaged.xlsx"
+    path.write_bytes(target.getvalue())
+    with pytest.raises(ImportFileError, match="damaged|not a valid .xlsx"):
+        inspect(path, "damaged.xlsx")
+
+
+def test_formula_cells_of_every_kind_are_read_as_their_text(manager):
+    from openpyxl import Workbook
+    from openpyxl.worksheet.formula import ArrayFormula
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["姓名", "公司", "备注"])
+    sheet.append(["甲", '=CONCAT("a","b")', None])
+    sheet["C2"] = ArrayFormula("C2:C2", "=SUM(1,2)")
+    out = io.BytesIO()
+    book.save(out)
+    job, outcome = run_import(manager, out.getvalue(), name="formulas.xlsx")
+    assert (outcome.created, outcome.failed) == (1, 0)
+    customer = Customer.objects.get()
+    assert (customer.company, customer.notes) == ('=CONCAT("a","b")', "=SUM(1,2)")

@@ -1,8 +1,11 @@
 """The import wizard's pages: each step, the limits, who may do what."""
 
+import datetime
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from customers.models import Customer, CustomerImport, ImportMapping
 from tests.customers.import_helpers import (  # noqa: F401 (fixture)
@@ -171,3 +174,75 @@ def test_wrong_methods_are_refused(manager_client, manager):
     assert manager_client.get(reverse("imports:run", args=[job.pk])).status_code == 405
     assert manager_client.get(reverse("imports:check", args=[job.pk])).status_code == 405
     assert manager_client.post(reverse("imports:list")).status_code == 405
+
+
+def test_a_malformed_saved_mapping_link_falls_back_to_suggestions(manager_client, manager):
+    job = make_import(manager, csv_bytes([ROW]))
+    page = manager_client.get(reverse("imports:mapping", args=[job.pk]), {"saved": "not-an-id"})
+    assert page.status_code == 200
+    assert page.context["saved"] is None
+    assert page.context["form"]["column_0"].initial == "display_name"
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (
+            '姓名,手机,备注\n甲,13900139001,"oops\n乙,13900139002,ok\n'.encode(),
+            "a.csv",
+            "quotation mark",
+        ),
+        (b"PK\x03\x04 not really a spreadsheet", "a.xlsx", "not a valid .xlsx"),
+    ],
+)
+def test_a_broken_file_is_refused_beside_the_field_never_a_crash(
+    manager_client, english, content, name, message
+):
+    response = upload(manager_client, content, name=name)
+    assert response.status_code == 400
+    assert message in str(response.context["form"]["file"].errors)
+    assert not CustomerImport.objects.exists()
+
+
+def test_a_nul_byte_in_a_header_is_dropped_on_upload(manager_client):
+    response = upload(manager_client, "姓\x00名,手机\n王芳,13900139000\n".encode())
+    assert response.status_code == 302
+    assert CustomerImport.objects.get().headers == ["姓名", "手机"]
+
+
+def test_a_revert_refused_by_a_taken_value_is_shown_on_the_import(manager_client, manager):
+    job, _outcome = run_import(manager, csv_bytes([ROW]))
+    CustomerImport.objects.filter(pk=job.pk).update(error="The import was not reverted: because.")
+    page = manager_client.get(job.get_absolute_url())
+    assert "The import was not reverted: because." in page.content.decode()
+    assert reverse("imports:revert", args=[job.pk]) in page.content.decode()
+
+
+def test_an_import_past_its_revert_period_cannot_be_reverted(manager_client, manager, settings):
+    settings.IMPORT_REVERT_DAYS = 7
+    job, _outcome = run_import(manager, csv_bytes([ROW]))
+    revert = reverse("imports:revert", args=[job.pk])
+    assert revert in manager_client.get(job.get_absolute_url()).text
+    CustomerImport.objects.filter(pk=job.pk).update(
+        finished_at=timezone.now() - datetime.timedelta(days=8)
+    )
+    assert revert not in manager_client.get(job.get_absolute_url()).text
+    response = manager_client.post(reverse("imports:revert", args=[job.pk]))
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.state == "done"
+    assert Customer.objects.count() == 1
+
+
+def test_an_import_whose_files_were_deleted_still_shows_its_summary(manager_client, manager):
+    from customers import imports
+
+    job, _outcome = run_import(manager, csv_bytes([ROW, ["李娜", "12345"] + [""] * 8]))
+    CustomerImport.objects.filter(pk=job.pk).update(
+        finished_at=timezone.now() - datetime.timedelta(days=400)
+    )
+    imports.purge_files()
+    page = manager_client.get(job.get_absolute_url())
+    assert page.status_code == 200
+    assert "12345" not in page.text
+    assert reverse("imports:report", args=[job.pk]) not in page.text

@@ -25,7 +25,7 @@ from customers.models import (
 from intake.models import Form, ProposedChange, Submission
 from tests.conftest import make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 @pytest.fixture
@@ -188,6 +188,24 @@ def test_opening_the_merge_page_records_the_revealed_values(world, manager_clien
     manager_client.get(merge_url(world))
     reveals = AuditEntry.objects.filter(action=Action.REVEAL)
     assert {e.customer_id for e in reveals} == {world["a"].pk, world["b"].pk}
+
+
+def test_the_page_shown_again_after_a_refused_merge_records_its_reveals(
+    world, manager_client, staff
+):
+    url = merge_url(world)
+    data = form_data(manager_client, url, survivor="a")
+    b = Customer.objects.get(pk=world["b"].pk)
+    b.phone = "+8613700137000"
+    assert b.save_if_unchanged(expected_version=b.version, user=staff)
+    before = AuditEntry.objects.filter(action=Action.REVEAL).count()
+
+    response = manager_client.post(url, data)
+
+    assert response.status_code == 409 and "137 0013 7000" in response.text
+    reveals = AuditEntry.objects.filter(action=Action.REVEAL).order_by("-seq")
+    assert reveals.count() == before + 2
+    assert {e.customer_id for e in reveals[:2]} == {world["a"].pk, b.pk}
 
 
 def test_sensitive_values_are_masked_for_those_who_may_not_read_them(world, teams, verified_login):

@@ -6,6 +6,8 @@ a JavaScript error, failed to load something or broke the Content Security Polic
 
 import datetime
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -87,8 +89,50 @@ def page_problems():
     return []
 
 
+class RequestsInFlight:
+    """Counts the live server's requests still being answered.
+
+    A page closed at the end of a test may leave a request (a background retry, say) running
+    in a server thread; if the database is emptied for the next test meanwhile, the two take
+    their locks in opposite orders and PostgreSQL ends one of them as a deadlock.
+    """
+
+    def __init__(self, app):
+        self.app, self.count, self.lock = app, 0, threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            self.count += 1
+        try:
+            result = self.app(environ, start_response)
+            try:
+                return list(result)
+            finally:
+                # Closing the response ends the request (its database work included).
+                if hasattr(result, "close"):
+                    result.close()
+        finally:
+            with self.lock:
+                self.count -= 1
+
+    def wait_until_idle(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while self.count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def requests_in_flight(live_server):
+    server = live_server.thread.httpd
+    if not isinstance(server.get_app(), RequestsInFlight):
+        server.set_app(RequestsInFlight(server.get_app()))
+    return server.get_app()
+
+
 @pytest.fixture
-def context(browser, device, locale, live_server, transactional_db, page_problems):
+def context(
+    browser, device, locale, live_server, transactional_db, page_problems, requests_in_flight
+):
     # The live server answers from another thread, which sees only committed data.
     context = browser.new_context(
         **DEVICES[device],
@@ -110,6 +154,7 @@ def context(browser, device, locale, live_server, transactional_db, page_problem
     context.add_init_script(REPORT_CSP_VIOLATIONS)
     yield context
     context.close()
+    requests_in_flight.wait_until_idle()
     assert page_problems == [], "The pages reported problems:\n" + "\n".join(page_problems)
 
 

@@ -1,10 +1,13 @@
 """Quick entry in a real browser: entries made without a connection arrive once it returns."""
 
 import importlib
+import re
 import time
 
 import pytest
 from django.apps import apps
+from django.conf import settings
+from django.test import Client
 from playwright.sync_api import expect
 
 from intake.models import Submission
@@ -187,3 +190,54 @@ def test_entries_waiting_on_the_device_are_limited(staff_page, context, quick_en
     expect(page.locator("#id_name")).to_have_value("吴用")
     context.set_offline(False)
     assert wait_for(lambda: Submission.objects.count() == 1)
+
+
+def page_is_kept(page):
+    return page.evaluate("caches.match('/entry/').then((copy) => Boolean(copy))")
+
+
+def test_signing_out_removes_the_page_kept_for_offline_use(staff_page, quick_entry_form):
+    page = staff_page
+    open_quick_entry(page)
+    assert page_is_kept(page)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    # The next user of the device cannot open the page, with its user's name, offline.
+    assert not page_is_kept(page)
+
+
+def test_the_page_of_a_session_that_ended_is_not_kept(staff_page, context, quick_entry_form):
+    page = staff_page
+    open_quick_entry(page)
+    assert page_is_kept(page)
+    context.clear_cookies(name=settings.SESSION_COOKIE_NAME)
+    page.goto("/entry/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    assert not page_is_kept(page)
+
+
+def test_entries_waiting_for_one_user_are_not_sent_with_another_users_session(
+    staff_page, context, live_server, quick_entry_form, staff, staff2, page_problems
+):
+    page = staff_page
+    open_quick_entry(page)
+    context.set_offline(True)
+    enter(page, "孙丽", "13500135000")
+    expect(page.locator("[data-entry-status]")).to_contain_text("1 waiting")
+    # Meanwhile another user signs in on this device (in another tab, say).
+    other = Client()
+    other.force_login(staff2)
+    name = settings.SESSION_COOKIE_NAME
+    (own_session,) = [c["value"] for c in context.cookies() if c["name"] == name]
+    context.add_cookies(
+        [{"name": name, "value": other.cookies[name].value, "url": live_server.url}]
+    )
+    context.set_offline(False)
+    expect(page.locator("[data-entry-waiting]")).to_contain_text("signed out")
+    assert not Submission.objects.exists()
+    # Signed in again as the page's user, the entry goes out as theirs.
+    context.add_cookies([{"name": name, "value": own_session, "url": live_server.url}])
+    page.get_by_role("button", name="Send now").click()
+    expect(page.locator("[data-entry-status]")).to_have_text("Saved: 孙丽")
+    assert Submission.objects.get().entered_by == staff
+    page_problems[:] = [p for p in page_problems if "status of 409" not in p]

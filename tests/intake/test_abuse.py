@@ -2,8 +2,11 @@
 
 import logging
 import socket
+import threading
 
 import pytest
+from django.db import connection
+from django.test import Client
 
 from intake import ratelimit
 from intake.models import Submission
@@ -123,6 +126,35 @@ def test_honeypot_hits_count_against_the_limit(client, contact_form, settings):
     settings.INTAKE_SUBMISSIONS_PER_HOUR = 1
     client.post("/f/enquiry/", {**answers(contact_form, name="x"), HONEYPOT_FIELD: "spam"})
     assert client.post("/f/enquiry/", answers(contact_form, name="x")).status_code == 429
+
+
+@pytest.mark.django_db(transaction=True)
+def test_submissions_sent_all_at_once_cannot_pass_the_limit_together(contact_form, settings):
+    settings.INTAKE_SUBMISSIONS_PER_HOUR = 2
+    barrier = threading.Barrier(6)
+    statuses = []
+
+    def send(number):
+        try:
+            barrier.wait()
+            data = answers(contact_form, name=f"客户{number}")
+            statuses.append(Client().post("/f/enquiry/", data).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=[n]) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [302, 302, 429, 429, 429, 429]
+    assert Submission.objects.count() == 2
+
+
+def test_counting_says_when_the_limit_is_passed(settings):
+    settings.INTAKE_SUBMISSIONS_PER_HOUR = 1
+    assert ratelimit.count("198.51.100.7") is None
+    assert 3590 < ratelimit.count("198.51.100.7") <= 3600
 
 
 def test_ipv6_addresses_of_one_network_share_a_count(settings):

@@ -1,5 +1,6 @@
 """Staff filling in a form or survey on a customer's behalf (a paper questionnaire typed in)."""
 
+import re
 import uuid
 
 import pytest
@@ -81,6 +82,15 @@ def test_form_opens_empty_with_the_channel_to_choose(staff_client, customer, sur
     assert response.context["answers"]["score"].value() is None
     channels = [value for value, _label in response.context["entry"].fields["channel"].choices]
     assert channels == ["store", "expo", "phone", "other"]
+
+
+def test_the_browser_neither_fills_in_nor_keeps_the_customers_answers(
+    staff_client, customer, survey
+):
+    page = staff_client.get(fill_url(customer, survey)).content.decode()
+    assert re.search(r'<textarea[^>]*name="comment"[^>]*autocomplete="off"', page) or re.search(
+        r'<textarea[^>]*autocomplete="off"[^>]*name="comment"', page
+    )
 
 
 def test_answers_are_saved_for_the_customer(

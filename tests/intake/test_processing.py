@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone, translation
 
 from accounts.audit import Action, AuditEntry
-from customers.models import Consent, Customer, Interaction
+from customers.models import Consent, Customer, CustomField, Interaction
 from intake import services
 from intake.answer_forms import AnswerForm
 from intake.models import Form, FormField, ProposedChange, Submission
@@ -180,7 +180,8 @@ def test_anonymous_survey_answers_are_kept_without_making_a_customer(built_form)
 
 
 @pytest.mark.django_db
-def test_match_by_email_fills_empty_fields_and_proposes_differing_ones(profile_form, make_customer):
+def test_verified_match_fills_empty_fields_and_proposes_differing_ones(profile_form, make_customer):
+    Form.objects.filter(pk=profile_form.pk).update(verify=Form.Verify.EMAIL)
     customer = make_customer(
         "王芳", email="wang.fang@example.com", company="旧公司", attributes={"level": "silver"}
     )
@@ -194,6 +195,7 @@ def test_match_by_email_fills_empty_fields_and_proposes_differing_ones(profile_f
             "level": "gold",
             "interests": ["wine"],
         },
+        verified_at=timezone.now(),
     )
     customer.refresh_from_db()
     assert submission.customer == customer
@@ -214,6 +216,84 @@ def test_match_by_email_fills_empty_fields_and_proposes_differing_ones(profile_f
     assert set(update.data["changes"]) == {"phone", "attributes.interests"}
     assert update.data["changes"]["phone"][0] in (None, "")  # sensitive: masked, not in clear
     assert "masked" in update.data["changes"]["phone"][1]
+
+
+@pytest.mark.django_db
+def test_unverified_match_changes_nothing_on_record_without_review(built_form, make_customer):
+    # Anyone can type a known customer's email into a public form.
+    form = built_form(
+        *CONTACT_FIELDS,
+        {"key": "notes", "type": Type.LONG_TEXT, "target": "customer:notes"},
+        {"key": "hobby", "type": Type.TEXT, "target": "attribute:hobby"},
+    )
+    CustomField.objects.create(key="hobby", label="Hobby", type=CustomField.Type.TEXT)
+    customer = make_customer("王芳", email="wang.fang@example.com", notes="Prefers calls.")
+    submission = apply(
+        form,
+        {
+            "name": "王芳",
+            "email": "wang.fang@example.com",
+            "phone": "13900139000",
+            "notes": "Call me on the new number.",
+            "hobby": "golf",
+        },
+    )
+    customer.refresh_from_db()
+    assert submission.customer == customer
+    assert submission.state == Submission.State.REVIEW
+    assert (customer.phone, customer.notes, customer.attributes) == ("", "Prefers calls.", {})
+    assert customer.version == 1
+    assert not audit_entries(customer, Action.CUSTOMER_UPDATE)
+    proposals = {
+        c.field: json.loads(c.proposed_value)
+        for c in ProposedChange.objects.filter(submission=submission)
+    }
+    assert proposals == {
+        "phone": "+8613900139000",
+        "notes": "Prefers calls.\n\nCall me on the new number.",
+        "attribute:hobby": "golf",
+    }
+
+
+@pytest.mark.django_db
+def test_a_verified_phone_does_not_speak_for_the_customer_of_an_email(built_form, make_customer):
+    form = built_form(*CONTACT_FIELDS, verify=Form.Verify.PHONE)
+    customer = make_customer("王芳", email="wang.fang@example.com")
+    submission = apply(
+        form,
+        {"name": "王芳", "email": "wang.fang@example.com", "phone": "13900139000"},
+        verified_at=timezone.now(),
+    )
+    customer.refresh_from_db()
+    assert submission.customer == customer
+    # The proven number is the sender's, not yet the customer's: it waits for review.
+    assert customer.phone == ""
+    (change,) = ProposedChange.objects.filter(submission=submission)
+    assert change.field == "phone"
+
+
+@pytest.mark.django_db
+def test_staff_entry_fills_their_own_customer_but_not_one_they_cannot_change(
+    contact_form, make_customer, staff, staff2, teams
+):
+    own = make_customer("自己的", email="own@example.com", owner=staff, team=teams[0])
+    other = make_customer("别人的", email="other@example.com", owner=staff2, team=teams[1])
+    apply(
+        contact_form,
+        {"name": "自己的", "email": "own@example.com", "phone": "13900139000"},
+        entered_by=staff,
+    )
+    submission = apply(
+        contact_form,
+        {"name": "别人的", "email": "other@example.com", "phone": "13700137000"},
+        entered_by=staff,
+    )
+    own.refresh_from_db()
+    other.refresh_from_db()
+    assert own.phone == "+8613900139000"
+    assert other.phone == ""
+    assert submission.customer == other
+    assert submission.state == Submission.State.REVIEW
 
 
 @pytest.mark.django_db
@@ -315,13 +395,15 @@ def test_invalid_values_are_left_out_and_the_rest_applied(built_form, custom_fie
 
 
 @pytest.mark.django_db
-def test_notes_are_added_below_the_ones_on_record(built_form, make_customer):
+def test_notes_are_added_below_the_ones_on_record(built_form, make_customer, staff):
     form = built_form(
         {"key": "phone", "type": Type.PHONE, "target": "customer:phone"},
         {"key": "notes", "type": Type.LONG_TEXT, "target": "customer:notes"},
     )
-    customer = make_customer("孙八", phone="+8613300133000", notes="Prefers calls.")
-    submission = apply(form, {"phone": "13300133000", "notes": "Asked about wine."})
+    customer = make_customer("孙八", phone="+8613300133000", notes="Prefers calls.", owner=staff)
+    submission = apply(
+        form, {"phone": "13300133000", "notes": "Asked about wine."}, entered_by=staff
+    )
     customer.refresh_from_db()
     assert customer.notes == "Prefers calls.\n\nAsked about wine."
     assert submission.state == Submission.State.DONE
@@ -359,6 +441,31 @@ def test_an_unticked_consent_is_recorded_as_declined(contact_form):
     submission = apply(contact_form, {"name": "吴十", "phone": "13100131000"})
     (consent,) = Consent.objects.filter(customer=submission.customer)
     assert consent.granted is False
+
+
+@pytest.mark.django_db
+def test_an_unverified_sender_can_withdraw_a_known_customers_consent_but_not_grant_it(
+    contact_form, make_customer
+):
+    customer = make_customer("吴十", email="wu@example.com")
+    apply(contact_form, {"name": "吴十", "email": "wu@example.com", "marketing": "on"})
+    assert not Consent.objects.filter(customer=customer).exists()
+    apply(contact_form, {"name": "吴十", "email": "wu@example.com"})
+    (consent,) = Consent.objects.filter(customer=customer)
+    assert consent.granted is False
+
+
+@pytest.mark.django_db
+def test_a_verified_sender_grants_consent_for_their_own_record(built_form, make_customer):
+    form = built_form(*CONTACT_FIELDS, verify=Form.Verify.EMAIL)
+    customer = make_customer("吴十", email="wu@example.com")
+    apply(
+        form,
+        {"name": "吴十", "email": "wu@example.com", "marketing": "on"},
+        verified_at=timezone.now(),
+    )
+    (consent,) = Consent.objects.filter(customer=customer)
+    assert consent.granted is True
 
 
 # Idempotence and races ---------------------------------------------------------------------
@@ -403,11 +510,17 @@ def _waiting_on_a_lock(pid):
 
 
 def test_two_submissions_creating_the_same_email_at_once_make_one_customer(
-    transactional_db, contact_form
+    transactional_db, built_form
 ):
-    first = received(contact_form, {"name": "陈先生", "email": "chen@example.com"})
+    # Verified, so that the second may fill the first one's customer.
+    form = built_form(*CONTACT_FIELDS, verify=Form.Verify.EMAIL)
+    first = received(
+        form, {"name": "陈先生", "email": "chen@example.com"}, verified_at=timezone.now()
+    )
     second = received(
-        contact_form, {"name": "陈先生", "email": "chen@example.com", "phone": "13811112222"}
+        form,
+        {"name": "陈先生", "email": "chen@example.com", "phone": "13811112222"},
+        verified_at=timezone.now(),
     )
     backend = {}
     errors = []

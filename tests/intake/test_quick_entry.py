@@ -1,6 +1,7 @@
 """Quick entry in stores and at expos: JSON for the page's script, a plain form without it."""
 
 import importlib
+import re
 import threading
 import uuid
 
@@ -66,6 +67,26 @@ def test_page_is_made_for_fast_typing_on_a_phone(staff_client, quick_entry_form,
     assert 'name="entry-client_key"' in page
     assert "js/quick-entry.js" in page
     assert 'data-name-field="name"' in page
+
+
+def test_the_browser_neither_fills_in_nor_keeps_customers_contacts(staff_client, quick_entry_form):
+    # Staff type other people's details, often on a shared tablet.
+    page = staff_client.get(URL).content.decode()
+    for key in ("name", "phone", "email", "notes"):
+        assert re.search(rf'<[^>]*name="{key}"[^>]*autocomplete="off"', page), key
+    assert 'autocomplete="email"' not in page and 'autocomplete="tel"' not in page
+
+
+def test_an_entry_from_a_page_another_user_opened_is_refused(
+    staff_client, staff, manager, quick_entry_form
+):
+    data = entry()
+    response = staff_client.post(URL, data, HTTP_X_ENTRY_USER=str(manager.pk), **JSON)
+    assert response.status_code == 409
+    assert not Submission.objects.exists()
+    response = staff_client.post(URL, data, HTTP_X_ENTRY_USER=str(staff.pk), **JSON)
+    assert response.status_code == 201
+    assert Submission.objects.get().entered_by == staff
 
 
 def test_place_named_in_the_address_is_preset(staff_client, quick_entry_form):

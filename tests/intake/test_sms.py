@@ -164,6 +164,15 @@ def test_http_backend_reports_an_unreachable_or_missing_gateway(settings):
         HttpBackend().send("+8613800138000", "text")
 
 
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://127.0.0.1/send", "gateway.example.com/send?key=SECRET"]
+)
+def test_http_backend_posts_only_to_http_addresses_and_never_repeats_them(url):
+    with pytest.raises(SmsError, match="not an http or https address") as refused:
+        HttpBackend(url=url, timeout=1).send("+8613800138000", "text")
+    assert "SECRET" not in str(refused.value) and "passwd" not in str(refused.value)
+
+
 def test_sms_backend_settings_come_from_the_environment():
     from django.conf import settings
 
@@ -223,3 +232,22 @@ def test_after_the_last_retry_the_customer_is_asked_to_try_again(
     response = client.post(reverse("intake:verify_resend", args=[phone_form.slug, submission.pk]))
     assert "We sent you a new code." in response.content.decode()
     assert len(gateway.received) == 4
+
+
+@pytest.mark.django_db
+def test_codes_go_only_to_numbers_of_the_allowed_countries(phone_form, settings, english):
+    settings.SMS_ALLOWED_REGIONS = ["CN"]
+    abroad = AnswerForm(phone_form, data={**ANSWERS, "phone": "+44 7400 123456"})
+    assert not abroad.is_valid()
+    assert "Codes can only be sent to mobile numbers of CN." in abroad.errors["phone"]
+    assert AnswerForm(phone_form, data=ANSWERS).is_valid()
+    settings.SMS_ALLOWED_REGIONS = []
+    assert AnswerForm(phone_form, data={**ANSWERS, "phone": "+44 7400 123456"}).is_valid()
+
+
+@pytest.mark.django_db
+def test_staff_may_type_in_a_number_from_abroad_as_no_code_is_sent(phone_form, settings):
+    from intake.entry_views import StaffAnswerForm
+
+    settings.SMS_ALLOWED_REGIONS = ["CN"]
+    assert StaffAnswerForm(phone_form, data={**ANSWERS, "phone": "+44 7400 123456"}).is_valid()

@@ -439,6 +439,39 @@ def test_email_provider_failure_is_shown_not_a_server_error(
     assert "We could not send the code. Please try again in a minute." in response.content.decode()
 
 
+class RefusingInbox(Inbox):
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return f"550 5.1.1 <{address}>: Recipient address rejected"
+
+
+@pytest.mark.django_db
+def test_a_refused_recipient_is_neither_logged_nor_stored_in_clear(
+    settings, email_form, django_capture_on_commit_callbacks, caplog
+):
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    controller = Controller(RefusingInbox(), hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 5},
+        }
+    }
+    settings.INTAKE_VERIFY_RETRIES = 0
+    try:
+        submission = submit(email_form, django_capture_on_commit_callbacks)
+    finally:
+        controller.stop()
+    stored = VerificationCode.objects.get(pk=submission.pk)
+    assert "550" in stored.last_error
+    assert "wang.fang" not in stored.last_error.lower()
+    (warning,) = [r for r in caplog.records if r.name == "intake.verification"]
+    assert "550" in warning.getMessage()
+    assert "wang.fang" not in warning.getMessage().lower()
+
+
 # Housekeeping ------------------------------------------------------------------------------
 
 
