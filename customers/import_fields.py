@@ -20,7 +20,7 @@ import unicodedata
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import EmailValidator, validate_email
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -196,7 +196,8 @@ _DATE_PATTERNS = [
     re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})"),
     re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日"),
 ]
-_PHONE_SEPARATORS = re.compile(r"[\s\-().]")
+# 13900139000, 139 0013 9000, 139-0013-9000, +86 139 0013 9000, +8613900139000, 0086...
+_MOBILE_WRITTEN = re.compile(r"(?:(\+86|0086)[ -]?)?(1\d\d)[ -]?(\d{4})[ -]?(\d{4})", re.ASCII)
 
 
 def cell_text(value):
@@ -255,16 +256,40 @@ def read_date(value):
 
 
 def read_birthday(value):
-    birthday = read_date(value)
-    if not datetime.date(1900, 1, 1) <= birthday <= timezone.localdate():
-        raise CellError(_("A birthday must be between 1900 and today."))
-    return birthday
+    return birthday_reader(timezone.localdate())(value)
+
+
+def birthday_reader(today):
+    """The reader of birthdays up to `today` (an import reads its date once, not per row)."""
+    earliest = datetime.date(1900, 1, 1)
+
+    def read(value):
+        birthday = read_date(value)
+        if not earliest <= birthday <= today:
+            raise CellError(_("A birthday must be between 1900 and today."))
+        return birthday
+
+    return read
+
+
+# The usual address (a dot-atom local part, a host name) as one pattern built from the parts of
+# Django's own validator, so that whatever it accepts, the validator accepts too; anything else
+# (quoted local parts, address literals, "localhost") is left to the validator.
+_COMMON_EMAIL = re.compile(
+    r"[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*@"
+    + EmailValidator.hostname_re
+    + EmailValidator.domain_re
+    + EmailValidator.tld_no_fqdn_re,
+    re.IGNORECASE,
+)
 
 
 def read_email(value):
     email = cell_text(value).lower()
     if len(email) > 254:
         raise CellError(_("Not a valid email address."))
+    if _COMMON_EMAIL.fullmatch(email):
+        return email
     try:
         validate_email(email)
     except ValidationError:
@@ -279,24 +304,48 @@ def _china_mobile():
     return re.compile(metadata.mobile.national_number_pattern)
 
 
+def china_mobile(raw, home=None):
+    """The E.164 form of a Chinese mobile number written the usual way, else None.
+
+    Most numbers in a Chinese list are mobile numbers: 11 ASCII digits, perhaps after +86 (or
+    0086 where the default region is China), perhaps grouped 3-4-4 by a space or a dash. Those
+    are recognised by phonenumbers' own pattern for Chinese mobile numbers, far faster than
+    parsing them; anything else (None) is for `normalize_phone`, which gives the same answer.
+    """
+    if home is None:
+        home = settings.PHONE_DEFAULT_REGION == "CN"
+    if len(raw) == 11 and raw.isdigit() and raw.isascii():
+        if not home:
+            return None
+        national = raw
+    else:
+        match = _MOBILE_WRITTEN.fullmatch(raw)
+        if match is None:
+            return None
+        prefix = match[1]
+        if not (prefix == "+86" or home):
+            return None
+        national = match[2] + match[3] + match[4]
+    return "+86" + national if _china_mobile().fullmatch(national) else None
+
+
 def read_phone(value):
-    raw = cell_text(value)
-    # Most numbers in a Chinese list are mobile numbers, which a pattern recognises exactly and
-    # far faster than parsing them.
-    digits = _PHONE_SEPARATORS.sub("", raw)
-    national = None
-    if digits.startswith("+86"):
-        national = digits[3:]
-    elif digits.startswith("0086"):
-        national = digits[4:]
-    elif len(digits) == 11 and settings.PHONE_DEFAULT_REGION == "CN":
-        national = digits
-    if national is not None and len(national) == 11 and _china_mobile().fullmatch(national):
-        return "+86" + national
-    phone = normalize_phone(raw)
-    if phone is None:
-        raise CellError(_("Not a valid phone number."))
-    return phone
+    return phone_reader()(value)
+
+
+def phone_reader():
+    """The reader of phone numbers, for the default region of now (read once, not per row)."""
+    region = settings.PHONE_DEFAULT_REGION
+    home = region == "CN"
+
+    def read(value):
+        raw = cell_text(value)
+        phone = china_mobile(raw, home) or normalize_phone(raw, region)
+        if phone is None:
+            raise CellError(_("Not a valid phone number."))
+        return phone
+
+    return read
 
 
 def read_tags(value):
@@ -407,8 +456,8 @@ def reader(field, custom_fields):
         return read_attribute(definition)
     return {
         "email": read_email,
-        "phone": read_phone,
-        "birthday": read_birthday,
+        "phone": phone_reader(),
+        "birthday": birthday_reader(timezone.localdate()),
         "tags": read_tags,
         "country": read_country,
         "gender": read_choice(Gender, _("gender")),

@@ -25,21 +25,25 @@ so its counts and problems are exactly those the import will have, barring chang
 in between.
 """
 
+import contextlib
 import csv
+import gc
 import io
 import json
 import logging
 import os
+import queue
+import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
+import psycopg
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from accounts import audit
@@ -67,18 +71,26 @@ logger = logging.getLogger(__name__)
 
 TABLE = Customer._meta.db_table
 BATCH_ROWS = 5000
+FIRST_BATCH_ROWS = 500
+# How often the GIN indexes' pending lists are merged while an import runs (see
+# Importer._defer_search_indexes): every 100,000 rows written keep about 40 MB in each list.
+CLEAN_EVERY_ROWS = 100_000
 PREVIEW_ROWS = 10
 PROBLEM_SAMPLE = 200
 # A spreadsheet runs a cell that starts with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
-# The columns of a new customer, in the order rows are copied.
+# The columns of a new customer, in the order rows are copied: first those that hold text
+# from the file (escaped for COPY together), then those the importer writes itself.
+TEXT_COLUMNS = (
+    "display_name", "family_name", "given_name", "gender", "company", "job_title", "country",
+    "province", "city", "district", "postcode", "source", "status", "tags", "notes",
+    "attributes", "name_pinyin", "search_text", "search_keys", "external_id",
+)  # fmt: skip
 COLUMNS = (
-    "id", "display_name", "family_name", "given_name", "gender", "birthday", "email", "phone",
-    "company", "job_title", "country", "province", "city", "district", "street", "postcode",
-    "source", "status", "tags", "owner_id", "team_id", "notes", "attributes", "created_at",
-    "updated_at", "created_by_id", "updated_by_id", "version", "name_pinyin", "search_text",
-    "search_keys", "email_index", "phone_index", "phone_last4_index", "external_id",
+    *TEXT_COLUMNS, "id", "birthday", "email", "phone", "street", "email_index", "phone_index",
+    "phone_last4_index", "owner_id", "team_id", "created_at", "updated_at", "created_by_id",
+    "updated_by_id", "version",
 )  # fmt: skip
 # The columns an import may change on an existing customer; NULL in a staged change keeps the
 # customer's value.
@@ -88,6 +100,8 @@ CHANGED = (
     "source", "status", "owner_id", "notes", "name_pinyin", "search_text", "search_keys",
     "email_index", "phone_index", "phone_last4_index", "external_id",
 )  # fmt: skip
+# The length of a blind index (HMAC-SHA256).
+INDEX_BYTES = 32
 # The keys a row is matched on, in the order they decide.
 KEYS = ("external_id", "email", "phone")
 MAX_TAGS = 20
@@ -104,13 +118,82 @@ def progress_key(pk):
 
 def pg_array(values):
     """A PostgreSQL array literal of strings (psycopg's list adapter is slower in bulk)."""
-    values = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
-    return "{" + ",".join(f'"{v}"' for v in values) + "}"
+    if not values:
+        return "{}"
+    body = '","'.join(values)
+    if "\\" in body or body.count('"') != 2 * (len(values) - 1):
+        # A value holds a quotation mark or a backslash (search keys and most tags never do).
+        body = '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return '{"' + body + '"}'
 
 
-@dataclass
+# COPY's text format: a tab between columns, \N for NULL, and these characters escaped.
+COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+COPY_NULL = "\\N"
+
+
+def copy_bytes(value):
+    """A bytea value as COPY's text format writes it, or NULL."""
+    return COPY_NULL if value is None else "\\\\x" + value.hex()
+
+
+def copy_texts(values):
+    """Text values as COPY columns, joined by tabs and escaped where they need it."""
+    line = "\t".join(values)
+    if "\\" in line or "\n" in line or "\r" in line or line.count("\t") != len(values) - 1:
+        line = "\t".join(value.translate(COPY_ESCAPES) for value in values)
+    return line
+
+
+def batch_keys_of(rows):
+    """The keys of rows as _match sends them: the email and the phone blind indexes, each kind
+    joined into one bytes value, and the list of external ids."""
+    return (
+        b"".join(r.email_index for r in rows if r.email_index),
+        b"".join(r.phone_index for r in rows if r.phone_index),
+        [r.values["external_id"] for r in rows if r.values.get("external_id")],
+    )
+
+
+def copy_in(statement, data):
+    """Run a COPY ... FROM STDIN of `data` (bytes in COPY's text format).
+
+    The data is handed to libpq whole, in blocking mode, which releases the GIL until all of it
+    is sent. psycopg's own writer sends it in small non-blocking steps, each of which needs the
+    GIL back; while the thread reading the file holds the GIL, PostgreSQL would wait for data
+    between the steps (most of the time, on a busy machine).
+    """
+    with connection.wrap_database_errors, connection.cursor() as cursor:
+        with cursor.copy(statement), _blocking_sends() as pgconn:
+            if not (pgconn.put_copy_data(data) == 1 and pgconn.flush() == 0):
+                raise psycopg.OperationalError(pgconn.get_error_message())
+
+
+@contextlib.contextmanager
+def _blocking_sends():
+    """The connection's libpq in blocking mode: sending blocks in libpq, without the GIL."""
+    pgconn = connection.connection.pgconn
+    was = pgconn.nonblocking
+    pgconn.nonblocking = 0
+    try:
+        yield pgconn
+    finally:
+        pgconn.nonblocking = was
+
+
+def new_id():
+    """The text of a fresh UUIDv7 (as cims.ids.uuid7, without making a UUID object)."""
+    value = f"{uuid7_int(time.time_ns() // 1_000_000, _random80()):032x}"
+    return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+
+
+@dataclass(slots=True)
 class Row:
-    """One row of the file as read through the mapping."""
+    """One row of the file as read through the mapping.
+
+    `pk` and `line` are the new customer the row would create (its id and its COPY line),
+    prepared with the row in case the row creates one; None when it cannot as it is.
+    """
 
     number: int
     values: dict
@@ -118,6 +201,20 @@ class Row:
     email_index: bytes | None = None
     phone_index: bytes | None = None
     keys: tuple = ()
+    pk: str | None = None
+    line: bytes | None = None
+    record: bytes | None = None  # its ImportedCustomer, as a COPY line
+
+
+@dataclass(slots=True)
+class ReadBatch:
+    """Rows read and prepared together, with the problems of those that failed among them."""
+
+    rows: list
+    problems: list  # (row, column, value, reason), in the order of the file
+    failed: int
+    total: int  # rows of the file read so far
+    keys: tuple = ()  # the rows' keys as _match sends them (see batch_keys)
 
 
 @dataclass
@@ -221,6 +318,11 @@ class Importer:
             if target
         ]
         self.mapped = {target for _column, target, _read in self.columns}
+        # (column, reader, key in values, key in attributes) for reading rows
+        self.readers = [
+            (column, read, *((None, target[5:]) if target.startswith("attr:") else (target, None)))
+            for column, target, read in self.columns
+        ]
         self.owners = None
         if "owner" in self.mapped:
             self.owners = dict(assignable_owners(self.user).values_list("username", "pk"))
@@ -232,6 +334,12 @@ class Importer:
         self.aads = {
             name: f"{TABLE}.{Customer._meta.get_field(name).column}.".encode() for name in ENCRYPTED
         }
+        # The columns every new customer of this import has in common, as COPY text.
+        now, user = self.now.isoformat(), str(self.user.pk)
+        team = COPY_NULL if self.team_id is None else str(self.team_id)
+        self.common_columns = f"{team}\t{now}\t{now}\t{user}\t{user}\t1\n"
+        # A concurrent save of one of the file's keys: the run starts again, checking each row.
+        self.checked_inserts = False
         self.outcome = Outcome()
         self.report = ProblemReport(self.outcome)
         self.headers = []
@@ -250,19 +358,42 @@ class Importer:
             raise ImportFileError(
                 _("%(user)s may no longer import customers.") % {"user": self.user}
             )
+        try:
+            return self._run(dry_run, progress)
+        except SavedMeanwhile:
+            # Rare: someone saved a customer with one of the file's keys while its batch was
+            # copied. Everything was rolled back; the second run inserts with ON CONFLICT DO
+            # NOTHING, which makes such a row fail rather than the import.
+            self.checked_inserts = True
+            self.outcome = Outcome()
+            self.report = ProblemReport(self.outcome)
+            self.tags = set()
+            return self._run(dry_run, progress)
+
+    def _run(self, dry_run, progress):
         rows = iter_rows(self.path, self._file_info())
         self.headers = read_header(rows)
-        with transaction.atomic():
-            if not dry_run and not self._claim():
-                raise ImportBusy
-            self._create_staging_tables()
-            self._import_rows(rows, progress)
-            if dry_run:
-                transaction.set_rollback(True)
-            else:
-                if self.tags:
-                    Tag.remember(sorted(self.tags))
-                self._finish(dry_run=False)
+        cleaner = None
+        try:
+            with transaction.atomic():
+                if not dry_run and not self._claim():
+                    rows.close()
+                    raise ImportBusy
+                self._create_staging_tables()
+                cleaner = self._defer_search_indexes()
+                self._import_rows(rows, progress, cleaner)
+                if cleaner:
+                    # In step with the commit, whose deferred foreign-key checks take as long.
+                    cleaner.clean()
+                if dry_run:
+                    transaction.set_rollback(True)
+                else:
+                    if self.tags:
+                        Tag.remember(sorted(self.tags))
+                    self._finish(dry_run=False)
+        finally:
+            if cleaner:
+                cleaner.close()
         if dry_run:
             self._finish(dry_run=True)
         return self.outcome
@@ -284,86 +415,126 @@ class Importer:
         job = self.job
         return FileInfo(format=job.file_format, encoding=job.encoding, delimiter=job.delimiter)
 
-    def _import_rows(self, rows, progress):
-        limit = settings.IMPORT_MAX_ROWS
-        width = len(self.headers)
-        batch, batch_keys = [], set()
+    def _import_rows(self, rows, progress, cleaner):
         started = time.monotonic()
-        last_progress = 0
-        for number, cells in enumerate(rows, start=2):
-            if not any(c not in (None, "") for c in cells):
-                continue  # blank lines are not rows
-            self.outcome.total += 1
-            if self.outcome.total > limit:
-                raise ImportFileError(
-                    _("The file has more than %(max)s rows; split it into smaller files.")
-                    % {"max": f"{limit:,}"}
-                )
-            row = self._read(number, cells, width)
-            if row is None:
-                continue
-            if batch_keys.intersection(row.keys) or len(batch) >= self.batch_rows:
-                self._write_batch(batch)
-                batch, batch_keys = [], set()
+        last_progress = written = 0
+        # The file is read and its rows prepared in a thread, a batch or two ahead, while this
+        # one has PostgreSQL write the batch before: the waits for the database let the other
+        # thread run, so the two take little more than the longer of them.
+        batches = _read_ahead(self._read_batches(rows), depth=2)
+        threshold = gc.get_threshold()
+        # The objects of a batch are freed as it is written (no cycles): only the full
+        # collections, which visit every object the process holds, would cost time.
+        gc.freeze()
+        gc.set_threshold(max(threshold[0], 20_000), *threshold[1:])
+        try:
+            for batch in batches:
+                for problem in batch.problems:
+                    self.report.add(*problem)
+                self.outcome.failed += batch.failed
+                self.outcome.total = batch.total
+                if batch.rows:
+                    self._write_batch(batch.rows, batch.keys)
+                    written += len(batch.rows)
+                    if cleaner and written >= CLEAN_EVERY_ROWS:
+                        cleaner.clean()
+                        written = 0
                 if progress and self.outcome.total - last_progress >= self.batch_rows:
                     last_progress = self.outcome.total
                     progress(self.outcome.total, time.monotonic() - started)
-            batch.append(row)
-            batch_keys.update(row.keys)
-        if batch:
-            self._write_batch(batch)
+        finally:
+            batches.close()
+            gc.set_threshold(*threshold)
+            gc.unfreeze()
         if progress:
             progress(self.outcome.total, time.monotonic() - started)
 
-    def _read(self, number, cells, width):
-        """The row's values, or None (reported as failed) when a cell cannot be read."""
-        report = self.report
+    def _read_batches(self, rows):
+        """ReadBatch after ReadBatch of the file's rows, read, checked and prepared.
+
+        Runs in the reading thread: it uses no database, only what __init__ loaded. A batch is
+        cut short where a row repeats a key of the batch (see the module's docstring).
+        """
+        limit = settings.IMPORT_MAX_ROWS
+        width = len(self.headers)
+        # A short first batch, so that the database starts writing while the rest is read.
+        size = min(self.batch_rows, FIRST_BATCH_ROWS)
+        total = 0
+        batch, batch_keys, problems, failed = [], set(), [], 0
+        try:
+            for number, cells in enumerate(rows, start=2):
+                if not any(c not in (None, "") for c in cells):
+                    continue  # blank lines are not rows
+                total += 1
+                if total > limit:
+                    raise ImportFileError(
+                        _("The file has more than %(max)s rows; split it into smaller files.")
+                        % {"max": f"{limit:,}"}
+                    )
+                row = self._read(number, cells, width, problems)
+                if row is None:
+                    failed += 1
+                    continue
+                if len(batch) >= size or batch_keys.intersection(row.keys):
+                    yield ReadBatch(batch, problems, failed, total, batch_keys_of(batch))
+                    batch, batch_keys, problems, failed = [], set(), [], 0
+                    size = self.batch_rows
+                self._prepare_creation(row)
+                batch.append(row)
+                batch_keys.update(row.keys)
+            yield ReadBatch(batch, problems, failed, total, batch_keys_of(batch))
+        finally:
+            rows.close()
+
+    def _read(self, number, cells, width, problems):
+        """The row's values, or None when a cell cannot be read (its problems added)."""
         if len(cells) != width:
             extra = cells[width:]
             # A spreadsheet row may simply end early, or carry empty cells past the header.
             if self.job.file_format != "xlsx" or any(c not in (None, "") for c in extra):
-                report.add(
-                    number,
-                    "",
-                    "",
-                    _("The row has %(found)d columns; the header has %(expected)d.")
-                    % {"found": len(cells), "expected": width},
+                problems.append(
+                    (
+                        number,
+                        "",
+                        "",
+                        _("The row has %(found)d columns; the header has %(expected)d.")
+                        % {"found": len(cells), "expected": width},
+                    )
                 )
-                self.outcome.failed += 1
                 return None
             cells = list(cells) + [None] * (width - len(cells))
         values, attributes, bad = {}, {}, False
-        for column, target, read in self.columns:
+        for column, read, key, attribute in self.readers:
             cell = cells[column]
             if cell is None or cell == "":
                 continue
             try:
                 value = read(cell)
             except CellError as error:
-                report.add(number, self.headers[column], cell, str(error))
+                problems.append((number, self.headers[column], cell, str(error)))
                 bad = True
                 continue
-            if value in ("", []):
+            if value == "" or value == []:
                 continue
-            if target.startswith("attr:"):
-                attributes[target[5:]] = value
+            if attribute is None:
+                values[key] = value
             else:
-                values[target] = value
+                attributes[attribute] = value
         if "owner" in values:
             owner = self.owners.get(values["owner"])
             if owner is None:
-                column = self._column_of("owner")
-                report.add(
-                    number,
-                    column,
-                    values["owner"],
-                    _("No active user you may assign customers to has this username."),
+                problems.append(
+                    (
+                        number,
+                        self._column_of("owner"),
+                        values["owner"],
+                        _("No active user you may assign customers to has this username."),
+                    )
                 )
                 bad = True
             values["owner_id"] = owner
             del values["owner"]
         if bad:
-            self.outcome.failed += 1
             return None
         row = Row(number, values, attributes)
         keys = []
@@ -371,7 +542,8 @@ class Importer:
             row.email_index = search.email_index(email)
             keys.append(("email", row.email_index))
         if phone := values.get("phone"):
-            row.phone_index = search.phone_indexes(phone)[0]
+            # search.phone_indexes without the last four digits' index, made with the line.
+            row.phone_index = crypto.blind_index(phone, "phone")
             keys.append(("phone", row.phone_index))
         if external := values.get("external_id"):
             keys.append(("external_id", external))
@@ -386,30 +558,36 @@ class Importer:
 
     # Matching and deciding ---------------------------------------------------------------
 
-    def _match(self, batch):
-        """{(key name, key value): (id, version, names...)} of the customers the batch matches."""
-        emails = [r.email_index for r in batch if r.email_index]
-        phones = [r.phone_index for r in batch if r.phone_index]
-        externals = [r.values["external_id"] for r in batch if r.values.get("external_id")]
+    def _match(self, batch, keys=None):
+        """{(key name, key value): (id, version, names...)} of the customers the batch matches
+        (`keys`: batch_keys_of(batch), when known)."""
+        emails, phones, externals = keys or batch_keys_of(batch)
         if not (emails or phones or externals):
             return {}
-        # One index probe per key (joined to the unnested keys): PostgreSQL misjudges
-        # "= ANY" over thousands of keys and scans the whole table instead.
+        # One index probe per key (joined to the keys): PostgreSQL misjudges "= ANY" over
+        # thousands of keys and scans the whole table instead. The blind indexes (all of one
+        # length) are sent as one value each, cut apart by the database: a list of thousands
+        # of values costs more to send than the lookup.
         columns = (
             "c.id, c.email_index, c.phone_index, c.external_id, c.version, c.display_name, "
             "c.family_name, c.given_name, c.company"
         )
+        size = INDEX_BYTES
         parts, params = [], []
-        for keys, cast, condition in (
-            (emails, "bytea", "c.email_index = k.v"),
-            (phones, "bytea", "c.phone_index = k.v"),
-            (externals, "text", "c.external_id = k.v AND c.external_id <> ''"),
-        ):
+        for keys, column in ((emails, "email_index"), (phones, "phone_index")):
             if keys:
                 parts.append(
-                    f"SELECT {columns} FROM {TABLE} c JOIN unnest(%s::{cast}[]) k(v) ON {condition}"
+                    f"SELECT {columns} FROM {TABLE} c JOIN (SELECT substring(k.keys FROM i * "
+                    f"{size} + 1 FOR {size}) AS v FROM (SELECT %s::bytea AS keys) k, "
+                    f"generate_series(0, length(k.keys) / {size} - 1) i) k ON c.{column} = k.v"
                 )
                 params.append(keys)
+        if externals:
+            parts.append(
+                f"SELECT {columns} FROM {TABLE} c JOIN unnest(%s::text[]) k(v) "
+                "ON c.external_id = k.v AND c.external_id <> ''"
+            )
+            params.append(externals)
         with connection.cursor() as cursor:
             cursor.execute(" UNION ALL ".join(parts), params)
             found = cursor.fetchall()
@@ -424,8 +602,8 @@ class Importer:
                 matches[("external_id", external_id)] = customer
         return matches
 
-    def _write_batch(self, batch):
-        matches = self._match(batch)
+    def _write_batch(self, batch, keys=None):
+        matches = self._match(batch, keys)
         changeable = set()
         if self.mode == CustomerImport.OnDuplicate.UPDATE and matches:
             ids = {m[0] for m in matches.values()}
@@ -436,6 +614,10 @@ class Importer:
             )
         creates, updates, targets, later = [], [], set(), []
         for row in batch:
+            if matches.keys().isdisjoint(row.keys):
+                if self._creatable(row):
+                    creates.append(row)
+                continue
             found = {key[0]: matches[key] for key in row.keys if key in matches}
             if not found:
                 if self._creatable(row):
@@ -507,6 +689,7 @@ class Importer:
             row.email_index = None
         elif key == "phone":
             row.phone_index = None
+        row.line = None  # prepared with the value
         self.report.add(
             row.number,
             self._column_of(key),
@@ -542,6 +725,33 @@ class Importer:
 
     # Writing -----------------------------------------------------------------------------
 
+    def _defer_search_indexes(self):
+        """Let the GIN indexes gather the import's entries, to be merged in bulk.
+
+        A GIN index takes new entries into a pending list, merged into the index by whoever
+        finds the list longer than gin_pending_list_limit (4 MB): with the default, the import
+        itself, a little at a time, which is slow. The limit is raised for the import's
+        transaction, and a PendingListCleaner merges the lists on a connection of its own, in
+        bulk, every CLEAN_EVERY_ROWS rows and at the end. The pending list is searched like the
+        index, so searches find the same customers meanwhile. Returns the cleaner, or None when
+        this database user may not clean the indexes (then they are left as they are).
+        """
+        with connection.cursor() as cursor:
+            # The statements here are index probes; a parallel plan only adds its start-up.
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            cursor.execute(
+                "SELECT c.oid::regclass::text FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+                "WHERE i.indrelid = %s::regclass AND a.amname = 'gin' "
+                "AND pg_has_role(c.relowner, 'USAGE')",
+                [TABLE],
+            )
+            indexes = [name for (name,) in cursor.fetchall()]
+            if not indexes:
+                return None
+            cursor.execute("SET LOCAL gin_pending_list_limit = '256MB'")
+        return PendingListCleaner(indexes)
+
     def _create_staging_tables(self):
         with connection.cursor() as cursor:
             # Inside an outer transaction (tests) an earlier run's tables may still exist.
@@ -556,27 +766,55 @@ class Importer:
                 f"0 AS expected_version FROM {TABLE} WITH NO DATA"
             )
 
-    def _name_terms(self, display_name, family, given):
+    def _name_columns(self, display_name, family, given):
+        """What a name gives the search columns (search.combine_search_fields, prepared once
+        per name): its pinyin, its texts, its alternatives, its keys; and the columns of a
+        customer of that name without a company."""
         key = (display_name, family, given)
-        terms = self.names.get(key)
-        if terms is None:
+        columns = self.names.get(key)
+        if columns is None:
             if len(self.names) > 200_000:
                 self.names.clear()  # memory stays flat on files of many distinct names
-            terms = self.names[key] = search.name_terms(display_name, family, given)
-        return terms
+            terms = search.name_terms(display_name, family, given)
+            texts = tuple(dict.fromkeys(p for p in terms["text"] if p))
+            alternatives = tuple(a for a in terms["alternatives"] if a)
+            keys = frozenset(k for k in terms["keys"] if k)
+            alone = " ".join(dict.fromkeys((*texts, *alternatives)))
+            columns = self.names[key] = (
+                terms["pinyin"],
+                texts,
+                alternatives,
+                keys,
+                alone,
+                pg_array(sorted(keys)[:200]),
+            )
+        return columns
 
-    def _company_terms(self, company):
-        terms = self.companies.get(company)
-        if terms is None:
+    def _company_columns(self, company):
+        columns = self.companies.get(company)
+        if columns is None:
             if len(self.companies) > 200_000:
                 self.companies.clear()
-            terms = self.companies[company] = search.company_terms(company)
-        return terms
+            terms = search.company_terms(company)
+            columns = self.companies[company] = (
+                terms["text"],
+                frozenset(k for k in terms["keys"] if k),
+            )
+        return columns
 
     def _search_columns(self, display_name, family, given, company):
-        return search.combine_search_fields(
-            self._name_terms(display_name, family, given), self._company_terms(company)
+        """(name_pinyin, search_text, search_keys as an array literal), as
+        search.search_fields computes them."""
+        pinyin, texts, alternatives, keys, alone, keys_literal = self._name_columns(
+            display_name, family, given
         )
+        company_text, company_keys = self._company_columns(company) if company else ("", ())
+        text = alone
+        if company_text:
+            text = " ".join(dict.fromkeys((*texts, company_text, *alternatives)))
+        if company_keys and not company_keys <= keys:
+            keys_literal = pg_array(sorted(keys | company_keys)[:200])
+        return pinyin, text, keys_literal
 
     def _seal(self, name, value, pk_text):
         if value is None or value == "":
@@ -584,47 +822,91 @@ class Importer:
         plaintext = value.isoformat().encode() if name == "birthday" else value.encode()
         return crypto.encrypt(plaintext, self.aads[name] + pk_text.encode())
 
+    def _prepare_creation(self, row):
+        """Give the row the id and the COPY line of the customer it would create.
+
+        Done for every row as it is read, ahead of matching (most rows of a file are new
+        customers); a row that turns out to create nothing just leaves its line unused.
+        """
+        v = row.values
+        family, given = v.get("family_name", ""), v.get("given_name", "")
+        # As _creatable names it; a row that cannot be created as it is gets no line.
+        name = v.get("display_name") or Customer.name_from_parts(family, given)
+        if not name or len(name) > 200:
+            row.pk = row.line = row.record = None
+            return
+        pk = new_id()
+        company = v.get("company", "")
+        pinyin, search_text, search_keys = self._search_columns(name, family, given, company)
+        tags = v.get("tags")
+        texts = copy_texts(
+            (
+                name, family, given, v.get("gender", ""), company, v.get("job_title", ""),
+                v.get("country", "CN"), v.get("province", ""), v.get("city", ""),
+                v.get("district", ""), v.get("postcode", ""), v.get("source", Source.IMPORT),
+                v.get("status", "lead"), pg_array(tags) if tags else "{}", v.get("notes", ""),
+                json.dumps(row.attributes, ensure_ascii=False) if row.attributes else "{}",
+                pinyin, search_text, search_keys, v.get("external_id", ""),
+            )
+        )  # fmt: skip
+        seal, aads, aad = crypto.encrypt, self.aads, pk.encode()
+        sealed = []
+        for encrypted in ENCRYPTED:
+            value = v.get(encrypted)
+            if value is None or value == "":
+                sealed.append(COPY_NULL)
+            else:
+                plaintext = value.isoformat() if encrypted == "birthday" else value
+                sealed.append(copy_bytes(seal(plaintext.encode(), aads[encrypted] + aad)))
+        phone = v.get("phone")
+        last4 = crypto.blind_index(phone[-4:], "phone_last4") if phone else None
+        row.pk = pk
+        row.record = f"{self.job.pk}\t{pk}\t{row.number}\tt\t1\n".encode()
+        row.line = (
+            f"{texts}\t{pk}\t{sealed[2]}\t{sealed[0]}\t{sealed[1]}\t{sealed[3]}\t"
+            f"{copy_bytes(row.email_index)}\t{copy_bytes(row.phone_index)}\t"
+            f"{copy_bytes(last4)}\t{v.get('owner_id', self.user.pk)}\t{self.common_columns}"
+        ).encode()
+
     def _insert(self, rows):
-        now, user_id = self.now, self.user.pk
-        default_source = Source.IMPORT
-        seal = self._seal
+        """Create the customers of these rows: their prepared lines copied into the table."""
+        lines, records = [], []
+        for row in rows:
+            if row.line is None:
+                self._prepare_creation(row)  # its values changed since it was read
+            lines.append(row.line)
+            records.append(row.record)
+            if tags := row.values.get("tags"):
+                self.tags.update(tags)
+        for row in rows[: PREVIEW_ROWS - len(self.outcome.preview)]:
+            self._remember_preview(row, row.pk, created=True)
+        if self.checked_inserts:
+            self._insert_checked(rows, lines)
+            return
+        try:
+            copy_in(f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN", b"".join(lines))
+        except IntegrityError as error:
+            # The batch's keys were new when matched: someone has saved one since.
+            raise SavedMeanwhile from error
+        copy_in(
+            "COPY customers_importedcustomer "
+            "(customer_import_id, customer_id, row, created, version) FROM STDIN",
+            b"".join(records),
+        )
+        self.outcome.created += len(rows)
+
+    def _insert_checked(self, rows, lines):
+        """_insert through the staging table and ON CONFLICT DO NOTHING: a row whose key
+        someone saved meanwhile fails, not the import."""
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE import_new")
-            with cursor.copy(
-                f"COPY import_new ({', '.join(COLUMNS)}, import_row) FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    v = row.values
-                    pk = str(uuid.UUID(int=uuid7_int(time.time_ns() // 1_000_000, _random80())))
-                    display_name = v["display_name"]
-                    family, given = v.get("family_name", ""), v.get("given_name", "")
-                    company = v.get("company", "")
-                    columns = self._search_columns(display_name, family, given, company)
-                    phone = v.get("phone")
-                    tags = v.get("tags", ())
-                    if tags:
-                        self.tags.update(tags)
-                    copy.write_row(
-                        (
-                            pk, display_name, family, given, v.get("gender", ""),
-                            seal("birthday", v.get("birthday"), pk),
-                            seal("email", v.get("email"), pk), seal("phone", phone, pk),
-                            company, v.get("job_title", ""), v.get("country", "CN"),
-                            v.get("province", ""), v.get("city", ""), v.get("district", ""),
-                            seal("street", v.get("street"), pk), v.get("postcode", ""),
-                            v.get("source", default_source), v.get("status", "lead"),
-                            pg_array(tags) if tags else "{}",
-                            v.get("owner_id", user_id), self.team_id, v.get("notes", ""),
-                            json.dumps(row.attributes, ensure_ascii=False)
-                            if row.attributes else "{}",
-                            now, now, user_id, user_id, 1, columns["name_pinyin"],
-                            columns["search_text"], pg_array(columns["search_keys"]),
-                            row.email_index, row.phone_index,
-                            crypto.blind_index(phone[-4:], "phone_last4") if phone else None,
-                            v.get("external_id", ""), row.number,
-                        )
-                    )  # fmt: skip
-                    self._remember_preview(row, pk, created=True)
+            copy_in(
+                f"COPY import_new ({', '.join(COLUMNS)}, import_row) FROM STDIN",
+                b"".join(
+                    line[:-1] + b"\t%d\n" % row.number
+                    for row, line in zip(rows, lines, strict=True)
+                ),
+            )
             cursor.execute(
                 f"WITH added AS (INSERT INTO {TABLE} ({', '.join(COLUMNS)}) "
                 f"SELECT {', '.join(COLUMNS)} FROM import_new ORDER BY id "
@@ -672,9 +954,9 @@ class Importer:
                     if not name and ("family_name" in v or "given_name" in v):
                         name = Customer.name_from_parts(family, given) or None
                     company = v.get("company", old_company)
-                    search_columns = {}
+                    pinyin = search_text = search_keys = None
                     if name or "family_name" in v or "given_name" in v or "company" in v:
-                        search_columns = self._search_columns(
+                        pinyin, search_text, search_keys = self._search_columns(
                             name or old_name, family, given, company
                         )
                     phone = v.get("phone")
@@ -691,8 +973,7 @@ class Importer:
                             v.get("district"), seal("street", v.get("street"), pk_text),
                             v.get("postcode"), v.get("source"), v.get("status"),
                             v.get("owner_id"), v.get("notes"),
-                            search_columns.get("name_pinyin"), search_columns.get("search_text"),
-                            pg_array(search_columns["search_keys"]) if search_columns else None,
+                            pinyin, search_text, search_keys,
                             row.email_index, row.phone_index,
                             crypto.blind_index(phone[-4:], "phone_last4") if phone else None,
                             v.get("external_id"), pg_array(tags) if tags else None,
@@ -809,6 +1090,104 @@ class ImportBusy(Exception):
     """The import is being run by another worker, or has finished."""
 
 
+class SavedMeanwhile(Exception):
+    """A customer with a key of the batch being copied was saved since the batch was matched."""
+
+
+class PendingListCleaner:
+    """Merges the pending lists of GIN indexes into the indexes (gin_clean_pending_list), in a
+    thread on a database connection of its own, while the import goes on.
+
+    The entries of rows the import has not committed are merged too, as autovacuum would merge
+    them: an index entry says nothing of its row's visibility, and those of rows rolled back
+    are removed by vacuum. A cleaning that fails (the connection lost) is logged, not raised:
+    the lists are then merged by autovacuum, or by the next insert that finds them too long.
+    """
+
+    def __init__(self, indexes):
+        self.indexes = indexes
+        self.requests = queue.SimpleQueue()
+        self.thread = threading.Thread(
+            target=self._work, name="customer-import-index-cleaner", daemon=True
+        )
+        self.thread.start()
+
+    def clean(self):
+        """Merge the lists as they are now, in the background."""
+        self.requests.put(True)
+
+    def close(self):
+        """Wait for the cleanings asked for, and close the connection."""
+        self.requests.put(False)
+        self.thread.join()
+
+    def _work(self):
+        failed = False
+        try:
+            while self.requests.get():
+                if failed:
+                    continue
+                try:
+                    # This thread's own connection (Django's are per thread), in autocommit.
+                    with connection.cursor() as cursor:
+                        for index in self.indexes:
+                            cursor.execute("SELECT gin_clean_pending_list(%s::regclass)", [index])
+                except DatabaseError:
+                    logger.warning("Could not merge the pending lists of %s", self.indexes)
+                    failed = True
+        finally:
+            connection.close()
+
+
+def _read_ahead(items, depth):
+    """Iterate over `items` computed in a thread, at most `depth` items ahead of the caller.
+
+    The thread speaks the caller's language (its messages are for the same user); an exception
+    in it is raised here. Close the iterator to stop the thread early: it stops after the item
+    it is computing, and closes `items`.
+    """
+    results = queue.Queue(depth)
+    stop = threading.Event()
+    language = translation.get_language()
+    finished = object()
+
+    def put(result):
+        while not stop.is_set():
+            try:
+                results.put(result, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            with translation.override(language):
+                for item in items:
+                    if not put((item, None)):
+                        return
+        except BaseException as error:  # noqa: BLE001 (raised again in the caller)
+            put((None, error))
+            return
+        finally:
+            items.close()
+        put((finished, None))
+
+    thread = threading.Thread(target=work, name="customer-import-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = results.get()
+            if error is not None:
+                raise error
+            if item is finished:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 # Running an import and reverting one -------------------------------------------------------
 
 
@@ -912,6 +1291,9 @@ def revert(job, *, user):
 
 def _revert_rows(cursor, job):
     params = {"import": job.pk}
+    # The import's rows may be newer than the table's statistics; planned from stale ones (a
+    # table thought nearly empty), the statements below join by nested loops, for hours.
+    cursor.execute("ANALYZE customers_importedcustomer")
     # A customer the import created is kept once someone has recorded anything about it
     # (an order, a visit, a consent, a form): reverting must not delete others' work.
     recorded = " ".join(

@@ -195,6 +195,9 @@ class FormSettingsForm(forms.ModelForm):
     def __init__(self, user, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["slug"].required = False
+        if self.instance.is_quick_entry:
+            self.fields["slug"].disabled = True
+            self.fields["slug"].help_text = _("The quick-entry page finds its form here.")
         self.fields["owner"].queryset = assignable_owners(user, self.instance.owner_id)
         self.fields["team"].queryset = assignable_teams(user, self.instance.team_id)
         self.fields["redirect_url"].validators = [URLValidator(schemes=["http", "https"])]

@@ -166,6 +166,9 @@ def form_edit(request, pk):
 @require_http_methods(["GET", "POST"])
 def form_delete(request, pk):
     form = get_form_for(request.user, pk, "delete")
+    if form.is_quick_entry:
+        messages.error(request, _("The quick-entry page needs this form; it cannot be deleted."))
+        return redirect("intake:form_detail", form.pk)
     has_submissions = form.submissions.exists()
     if request.method == "POST":
         if not has_submissions:
@@ -190,6 +193,9 @@ def form_delete(request, pk):
 @require_POST
 def form_publish(request, pk):
     form = get_form_for(request.user, pk, "change")
+    if form.is_quick_entry:
+        messages.error(request, _("The quick-entry form is for staff only and is not published."))
+        return redirect("intake:form_detail", form.pk)
     if not form.fields.exists():
         messages.error(request, _("Add at least one question before publishing the form."))
         return redirect("intake:form_detail", form.pk)

@@ -38,7 +38,7 @@ from intake.services import receive_submission
 Type = FormField.Type
 
 # The form behind quick entry, created by migration 0002; administrators edit its questions.
-QUICK_ENTRY_SLUG = "quick-entry"
+QUICK_ENTRY_SLUG = Form.QUICK_ENTRY_SLUG
 QUICK_ENTRY_CHANNELS = (Channel.STORE, Channel.EXPO)
 FILL_CHANNELS = (Channel.STORE, Channel.EXPO, Channel.PHONE, Channel.OTHER)
 # Inputs a phone's keyboard should suit.

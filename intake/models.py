@@ -122,6 +122,14 @@ class Form(models.Model):
     def is_published(self):
         return self.published_at is not None
 
+    # The form of the staff quick-entry page (made by a migration): its questions may be edited,
+    # but it is never published to the public, deleted or moved to another address.
+    QUICK_ENTRY_SLUG = "quick-entry"
+
+    @property
+    def is_quick_entry(self):
+        return self.slug == self.QUICK_ENTRY_SLUG
+
 
 class FormField(models.Model):
     class Type(models.TextChoices):

@@ -1,6 +1,7 @@
 """Staff with the permission build forms and surveys, publish them and share their links."""
 
 import html
+import importlib
 import re
 
 import pytest
@@ -645,3 +646,20 @@ def test_embed_code_keeps_a_quote_in_the_title_inside_its_attribute(manager_clie
     )
     code = embed_code(manager_client.get(f"/forms/{form.pk}/").text)
     assert 'title="Say &quot;hi&quot; &lt;b&gt;"' in code
+
+
+def test_the_quick_entry_form_is_never_published_deleted_or_moved(manager_client):
+    from django.apps import apps
+
+    migration = importlib.import_module("intake.migrations.0002_quick_entry_form")
+    form = migration.create_quick_entry_form(apps)
+    manager_client.post(f"/forms/{form.pk}/publish/")
+    manager_client.post(f"/forms/{form.pk}/delete/")
+    form.refresh_from_db()
+    assert not form.is_published
+    page = manager_client.get(f"/forms/{form.pk}/").text
+    assert "/entry/" in page and f"/forms/{form.pk}/delete/" not in page
+    settings_page = manager_client.get(f"/forms/{form.pk}/settings/").text
+    assert (
+        'name="slug"' in settings_page and "disabled" in settings_page.split('name="slug"')[1][:200]
+    )
