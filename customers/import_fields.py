@@ -286,7 +286,8 @@ _COMMON_EMAIL = re.compile(
 
 def read_email(value):
     email = cell_text(value).lower()
-    if len(email) > 254:
+    # Without an @ the validator refuses it too, at the cost of an exception.
+    if len(email) > 254 or "@" not in email:
         raise CellError(_("Not a valid email address."))
     if _COMMON_EMAIL.fullmatch(email):
         return email

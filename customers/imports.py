@@ -4,19 +4,25 @@ One `Importer` run reads the file row by row (memory stays flat however long it 
 in batches of a few thousand rows:
 
 1. Each row is read through the mapping: every cell by the reader of its field
-   (customers.import_fields), problems recorded as (row, column, value, reason).
+   (customers.import_fields), problems recorded as (row, column, value, reason). The row is
+   prepared as the customer it would create, in case it creates one (most rows of a file do):
+   its UUIDv7 id, made here in Python because its encrypted values are bound to the row's
+   primary key (cims.crypto), its search columns and blind indexes, and the line COPY takes.
 2. The batch's email and phone blind indexes and external ids are looked up in one query. A row
    that matches a customer is skipped, updates it, or creates a new customer without the
    clashing values, as the import says.
-3. New customers get their UUIDv7 ids here, in Python, because their encrypted values are bound
-   to the row's primary key (cims.crypto). Their rows, with search columns and blind indexes,
-   are copied (COPY) into a temporary table and inserted with one INSERT ... SELECT; changes to
-   existing customers likewise, with one UPDATE ... FROM, after their current rows are kept
-   (ImportedCustomer.previous) so that the import can be reverted.
+3. The new customers' lines are copied (COPY) into the table at once; changes to existing
+   customers are copied into a temporary table and applied with one UPDATE ... FROM, after
+   their current rows are kept (ImportedCustomer.previous) so that the import can be reverted.
+
+Steps 2 and 3 of one batch run while a thread reads and prepares the next batches (step 1):
+Python's work and PostgreSQL's overlap. Reading uses no database.
 
 Each row is compared with the customers as the rows above it left them: a row with the same
 email as an earlier row of the file matches the customer that row created. A batch is cut short
-where a row repeats a key of the batch, so this holds within a batch as well.
+where a row repeats a key of the batch, so this holds within a batch as well. A customer saved
+by someone else between a batch's lookup and its COPY makes the COPY fail: the run then starts
+again, inserting through ON CONFLICT DO NOTHING, so that such a row fails, not the import.
 
 The whole run is one transaction, committed together with the import's counts and its audit
 entry. A worker or database that dies midway leaves nothing of the import behind: the task is
@@ -33,6 +39,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -73,8 +80,15 @@ TABLE = Customer._meta.db_table
 BATCH_ROWS = 5000
 FIRST_BATCH_ROWS = 500
 # How often the GIN indexes' pending lists are merged while an import runs (see
-# Importer._defer_search_indexes): every 100,000 rows written keep about 40 MB in each list.
+# Importer._defer_search_indexes): 100,000 rows leave about 40 MB in each list. Fewer rows than
+# CLEAN_AFTER_ROWS at the end are left to the next cleaning: inserts without an import leave
+# as much (gin_pending_list_limit, 4 MB).
 CLEAN_EVERY_ROWS = 100_000
+CLEAN_AFTER_ROWS = 10_000
+# The most names and companies whose search columns are kept while an import runs: a file
+# repeats a few thousand names, and companies; more would be memory growing with the file.
+CACHED_NAMES = 20_000
+CACHED_COMPANIES = 50_000
 PREVIEW_ROWS = 10
 PROBLEM_SAMPLE = 200
 # A spreadsheet runs a cell that starts with one of these as a formula.
@@ -191,8 +205,9 @@ def new_id():
 class Row:
     """One row of the file as read through the mapping.
 
-    `pk` and `line` are the new customer the row would create (its id and its COPY line),
-    prepared with the row in case the row creates one; None when it cannot as it is.
+    `pk`, `line` and `record` are the new customer the row would create (its id, its line for
+    COPY and its ImportedCustomer's), prepared with the row in case the row creates one; None
+    when it cannot as it is.
     """
 
     number: int
@@ -214,7 +229,7 @@ class ReadBatch:
     problems: list  # (row, column, value, reason), in the order of the file
     failed: int
     total: int  # rows of the file read so far
-    keys: tuple = ()  # the rows' keys as _match sends them (see batch_keys)
+    keys: tuple = ()  # the rows' keys as _match sends them (batch_keys_of)
 
 
 @dataclass
@@ -338,7 +353,7 @@ class Importer:
         now, user = self.now.isoformat(), str(self.user.pk)
         team = COPY_NULL if self.team_id is None else str(self.team_id)
         self.common_columns = f"{team}\t{now}\t{now}\t{user}\t{user}\t1\n"
-        # A concurrent save of one of the file's keys: the run starts again, checking each row.
+        # Set when someone saved one of the file's keys during a run (see run()).
         self.checked_inserts = False
         self.outcome = Outcome()
         self.report = ProblemReport(self.outcome)
@@ -381,9 +396,9 @@ class Importer:
                     raise ImportBusy
                 self._create_staging_tables()
                 cleaner = self._defer_search_indexes()
-                self._import_rows(rows, progress, cleaner)
-                if cleaner:
-                    # In step with the commit, whose deferred foreign-key checks take as long.
+                unclean = self._import_rows(rows, progress, cleaner)
+                if cleaner and unclean >= CLEAN_AFTER_ROWS:
+                    # Alongside the commit, whose deferred foreign-key checks take as long.
                     cleaner.clean()
                 if dry_run:
                     transaction.set_rollback(True)
@@ -416,6 +431,8 @@ class Importer:
         return FileInfo(format=job.file_format, encoding=job.encoding, delimiter=job.delimiter)
 
     def _import_rows(self, rows, progress, cleaner):
+        """Read, match and write every batch; returns the rows written since the cleaner
+        was last asked to clean."""
         started = time.monotonic()
         last_progress = written = 0
         # The file is read and its rows prepared in a thread, a batch or two ahead, while this
@@ -423,8 +440,10 @@ class Importer:
         # thread run, so the two take little more than the longer of them.
         batches = _read_ahead(self._read_batches(rows), depth=2)
         threshold = gc.get_threshold()
-        # The objects of a batch are freed as it is written (no cycles): only the full
-        # collections, which visit every object the process holds, would cost time.
+        # Reading makes millions of short-lived objects, and the garbage collector's rounds
+        # over everything the process holds (Django's, pypinyin's) took a fifth of the reading
+        # thread's time: what existed before is left out of its rounds, and young objects are
+        # collected less often. Reference cycles are still collected.
         gc.freeze()
         gc.set_threshold(max(threshold[0], 20_000), *threshold[1:])
         try:
@@ -448,6 +467,7 @@ class Importer:
             gc.unfreeze()
         if progress:
             progress(self.outcome.total, time.monotonic() - started)
+        return written
 
     def _read_batches(self, rows):
         """ReadBatch after ReadBatch of the file's rows, read, checked and prepared.
@@ -773,12 +793,13 @@ class Importer:
         key = (display_name, family, given)
         columns = self.names.get(key)
         if columns is None:
-            if len(self.names) > 200_000:
+            if len(self.names) >= CACHED_NAMES:
                 self.names.clear()  # memory stays flat on files of many distinct names
             terms = search.name_terms(display_name, family, given)
             texts = tuple(dict.fromkeys(p for p in terms["text"] if p))
             alternatives = tuple(a for a in terms["alternatives"] if a)
-            keys = frozenset(k for k in terms["keys"] if k)
+            # Interned: the same fragments and syllables recur in thousands of names.
+            keys = frozenset(sys.intern(k) for k in terms["keys"] if k)
             alone = " ".join(dict.fromkeys((*texts, *alternatives)))
             columns = self.names[key] = (
                 terms["pinyin"],
@@ -793,12 +814,12 @@ class Importer:
     def _company_columns(self, company):
         columns = self.companies.get(company)
         if columns is None:
-            if len(self.companies) > 200_000:
+            if len(self.companies) >= CACHED_COMPANIES:
                 self.companies.clear()
             terms = search.company_terms(company)
             columns = self.companies[company] = (
                 terms["text"],
-                frozenset(k for k in terms["keys"] if k),
+                tuple(sys.intern(k) for k in terms["keys"] if k),
             )
         return columns
 
@@ -812,8 +833,8 @@ class Importer:
         text = alone
         if company_text:
             text = " ".join(dict.fromkeys((*texts, company_text, *alternatives)))
-        if company_keys and not company_keys <= keys:
-            keys_literal = pg_array(sorted(keys | company_keys)[:200])
+        if company_keys and not keys.issuperset(company_keys):
+            keys_literal = pg_array(sorted(keys.union(company_keys))[:200])
         return pinyin, text, keys_literal
 
     def _seal(self, name, value, pk_text):
@@ -886,6 +907,8 @@ class Importer:
         try:
             copy_in(f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN", b"".join(lines))
         except IntegrityError as error:
+            if not isinstance(error.__cause__, psycopg.errors.UniqueViolation):
+                raise
             # The batch's keys were new when matched: someone has saved one since.
             raise SavedMeanwhile from error
         copy_in(
