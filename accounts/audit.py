@@ -72,6 +72,14 @@ class Action(models.TextChoices):
     FORM_UNPUBLISH = "form.unpublish", _("Form unpublished")
     FORM_DELETE = "form.delete", _("Form deleted")
     FORM_FIELD_CHANGE = "form.field", _("Form question changed")
+    REPORT_CREATE = "report.create", _("Report saved")
+    REPORT_UPDATE = "report.update", _("Report changed")
+    REPORT_DELETE = "report.delete", _("Report deleted")
+    REPORT_SHARE = "report.share", _("Report sharing changed")
+    SCHEDULE_CREATE = "schedule.create", _("Report scheduled")
+    SCHEDULE_UPDATE = "schedule.update", _("Report schedule changed")
+    SCHEDULE_DELETE = "schedule.delete", _("Report schedule deleted")
+    SCHEDULE_FAILED = "schedule.failed", _("Scheduled report failed")
 
 
 # Actions that make up a customer's change history.

@@ -31,6 +31,16 @@ DEFAULT_PERMISSION_NAMES = (
     _("Can add customer"),
     _("Can change customer"),
     _("Can delete customer"),
+    _("Can view form"),
+    _("Can add form"),
+    _("Can change form"),
+    _("Can delete form"),
+    _("Can add saved report"),
+    _("Can change saved report"),
+    _("Can delete saved report"),
+    _("Can add report schedule"),
+    _("Can change report schedule"),
+    _("Can delete report schedule"),
 )
 
 
@@ -42,6 +52,10 @@ def role_permission_codenames():
         *(f"intake.{action}_form" for action in ("view", "add", "change", "delete")),
         "intake.add_submission",
         "intake.review_submission",
+        "reports.view_analysis",
+        "reports.refresh_metrics",
+        *(f"reports.{action}_savedreport" for action in ("add", "change", "delete")),
+        *(f"reports.{action}_schedule" for action in ("add", "change", "delete")),
         *(f"accounts.{codename}" for codename, _name in User._meta.permissions),
     ]
 

@@ -36,6 +36,20 @@ INTAKE_MANAGEMENT = [
     "customers.merge_customers",
 ]
 
+# Analysis, the report builder and schedules. The dashboard needs no permission: it shows every
+# signed-in user figures over the customers they may see. Anyone may run a saved report shared
+# with them; it runs with their own permissions.
+REPORTING = [
+    "reports.view_analysis",
+    "reports.refresh_metrics",
+    "reports.add_savedreport",
+    "reports.change_savedreport",
+    "reports.delete_savedreport",
+    "reports.add_schedule",
+    "reports.change_schedule",
+    "reports.delete_schedule",
+]
+
 ROLES = {
     ADMINISTRATOR: [
         *CUSTOMER_WORK,
@@ -44,6 +58,7 @@ ROLES = {
         "customers.bulk_change_customers",
         "customers.export_customers",
         *INTAKE_MANAGEMENT,
+        *REPORTING,
         "accounts.manage_users",
         "accounts.view_audit_trail",
     ],
@@ -54,6 +69,7 @@ ROLES = {
         "customers.bulk_change_customers",
         "customers.export_customers",
         *INTAKE_MANAGEMENT,
+        *REPORTING,
     ],
     STAFF: CUSTOMER_WORK,
     VIEWER: ["customers.view_customer", "customers.view_team_customers"],

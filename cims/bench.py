@@ -136,6 +136,11 @@ def parse_args(argv):
         help="sizes of the files imported, comma-separated (0 skips the import section)",
     )
     parser.add_argument(
+        "--sections",
+        default=os.environ.get("BENCH_SECTIONS", "list,reports,imports"),
+        help="which sections to measure, comma-separated: list, reports, imports",
+    )
+    parser.add_argument(
         "--import-export-rows",
         type=int,
         default=5000,
@@ -156,12 +161,20 @@ def run(args):
     try:
         seeding = prepare_database(url, args.customers, env)
         manage(env, "collectstatic", "--noinput", "--verbosity", "0")
-        data, machine = describe_data(), describe_machine()
-        timings = measure_requests(args.requests)
-        load = load_test(env, args)
-        machine["load_after"] = os.getloadavg()
-        write_report(render_section(data, seeding, machine, timings, load, args))
-        if sizes := [int(n) for n in args.import_rows.split(",") if int(n)]:
+        sections = set(args.sections.split(","))
+        if "list" in sections:
+            data, machine = describe_data(), describe_machine()
+            timings = measure_requests(args.requests)
+            load = load_test(env, args)
+            machine["load_after"] = os.getloadavg()
+            write_report(render_section(data, seeding, machine, timings, load, args))
+        if "reports" in sections:
+            machine = describe_machine()
+            results = measure_reports()
+            machine["load_after"] = os.getloadavg()
+            write_report(render_reports_section(describe_data(), machine, results), REPORTS_SECTION)
+        sizes = [int(n) for n in args.import_rows.split(",") if int(n)]
+        if "imports" in sections and sizes:
             results = measure_imports(sizes, args.import_export_rows, env)
             write_report(render_import_section(results, describe_machine()), IMPORT_SECTION)
     finally:
@@ -664,6 +677,128 @@ def _duration(seconds):
 
 
 # Imports -----------------------------------------------------------------------------------
+
+REPORTS_SECTION = "## Dashboard, analysis and reports"
+
+
+def measure_reports():
+    """The figures of the dashboard, the pivots, the analytics refresh and the exports, each
+    measured by a function of its own module (they read, or roll back what they write)."""
+    from reports.analysis import measure_pivots
+    from reports.dashboard import measure_dashboard
+    from reports.exports import measure_exports
+    from reports.metrics import measure_metrics_refresh
+    from reports.scheduling import measure_dispatch
+
+    say(_("Measuring the dashboard…"))
+    dashboard = measure_dashboard()
+    say(_("Measuring the analysis pivots…"))
+    pivots = measure_pivots(usernames=("manager",))
+    say(_("Measuring the customer analytics refresh…"))
+    metrics = measure_metrics_refresh()
+    say(_("Measuring the exports…"))
+    exports = measure_exports()
+    say(_("Measuring the dispatch of scheduled reports…"))
+    dispatch = measure_dispatch()
+    return {
+        "dashboard": dashboard,
+        "pivots": pivots,
+        "metrics": metrics,
+        "exports": exports,
+        "dispatch": dispatch,
+    }
+
+
+def render_reports_section(data, machine, results):
+    """The reports section, in Markdown."""
+    lines = [
+        REPORTS_SECTION,
+        "",
+        f"Measured {machine['date']} on {data['customers']:,} customers and {data['orders']:,} "
+        f"orders (database `{data['name']}`; load average {_load(machine['load_before'])} "
+        f"before, {_load(machine['load_after'])} after; the machine as in the list section).",
+        "",
+        "### Dashboard (the view, figures and page, 20 runs each)",
+        "",
+        "| User | Customers seen | Median ms | Max ms | Goal | |",
+        "|---|--:|--:|--:|---|---|",
+    ]
+    for user, figures in results["dashboard"].items():
+        lines.append(
+            f"| `{user}` | {figures['customers']:,} | {figures['median_ms']:.1f} | "
+            f"{figures['max_ms']:.1f} | < 200 ms | {_verdict(figures['median_ms'] < 200)} |"
+        )
+    lines += [
+        "",
+        "### Analysis pivots (two dimensions, best of 3)",
+        "",
+        "| Pivot | Seconds | Goal | |",
+        "|---|--:|---|---|",
+    ]
+    for name, seconds in results["pivots"].items():
+        if name == "customers":
+            continue
+        over_orders = "customers" not in name.rsplit(",", 1)[-1]
+        goal = 1.0 if over_orders else 0.5
+        lines.append(f"| {name} | {seconds:.3f} | < {goal:g} s | {_verdict(seconds < goal)} |")
+    metrics = results["metrics"]
+    lines += [
+        "",
+        "### RFM and lifetime value refresh (all customers, rolled back)",
+        "",
+        f"Over {metrics['customers']:,} customers and {metrics['orders']:,} orders. Every run "
+        "ranks all customers; only rows whose figures changed are written.",
+        "",
+        "| Run | Rows changed | Seconds | Database CPU s | Goal | |",
+        "|---|--:|--:|--:|---|---|",
+        f"| first (as found) | {metrics['rows_changed_first']:,} | {metrics['first_seconds']:.2f} "
+        f"| {metrics['first_cpu_seconds']:.2f} | | |",
+        f"| nothing changed since | 0 | {metrics['unchanged_seconds']:.2f} | "
+        f"{metrics['unchanged_cpu_seconds']:.2f} | < 5 s | "
+        f"{_verdict(metrics['unchanged_seconds'] < 5)} |",
+        f"| after {metrics['new_orders']:,} new orders (a day of trade) | "
+        f"{metrics['rows_changed_after_orders']:,} | {metrics['after_orders_seconds']:.2f} | "
+        f"{metrics['after_orders_cpu_seconds']:.2f} | < 5 s | "
+        f"{_verdict(metrics['after_orders_seconds'] < 5)} |",
+    ]
+    exports = results["exports"]
+    goals = {"xlsx": (10, 150), "csv": (None, None), "pdf": (6, 400)}
+    lines += [
+        "",
+        "### Exports (made-up rows, each written by a process of its own)",
+        "",
+        "| Format | Rows × columns | Seconds | CPU s | Peak MB | Goal | |",
+        "|---|--:|--:|--:|--:|---|---|",
+    ]
+    for fmt, figures in exports.items():
+        seconds_goal, memory_goal = goals.get(fmt, (None, None))
+        goal, verdict = "", ""
+        if seconds_goal:
+            goal = f"< {seconds_goal} s, < {memory_goal} MB"
+            verdict = _verdict(
+                figures["seconds"] < seconds_goal and figures["peak_mb"] < memory_goal
+            )
+        lines.append(
+            f"| {fmt} | {figures['rows']:,} × {figures['columns']} | {figures['seconds']:.2f} | "
+            f"{figures['cpu_seconds']:.2f} | {figures['peak_mb']} | {goal} | {verdict} |"
+        )
+    dispatch = results["dispatch"]
+    lines += [
+        "",
+        f"Scheduled reports: one dispatch of {dispatch['schedules']:,} due schedules "
+        f"({dispatch['deliveries']:,} deliveries) took {dispatch['dispatch_ms']:,.0f} ms.",
+        "",
+        "Peak memory is the process's maximum resident size (`getrusage`), interpreter and "
+        "Django included. To reproduce:",
+        "",
+        "```sh",
+        "make bench                                        # every section",
+        ".venv/bin/python -m cims.bench --sections reports  # this section only",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
 
 IMPORT_SECTION = "## Customer import"
 IMPORT_GOAL = 15_000  # rows per second, end to end

@@ -66,8 +66,9 @@ def _beyond(names, values, descending):
 def keyset_page(queryset, *, order, size, after=None, before=None, sort=False):
     """One page of `queryset` in `order` (field names, all with or all without a leading "-").
 
-    The last field must be unique (the primary key). `after` and `before` are cursors taken from
-    a previous Page; at most one is given.
+    The last field must be unique (the primary key); the others may be annotations of
+    `queryset`. `after` and `before` are cursors taken from a previous Page; at most one is
+    given.
 
     With `sort`, PostgreSQL sorts the matching rows instead of walking the index of `order`
     until a page of them turns up: the better plan when a few thousand rows match a condition
@@ -75,7 +76,7 @@ def keyset_page(queryset, *, order, size, after=None, before=None, sort=False):
     """
     descending = order[0].startswith("-")
     names = [name.lstrip("-") for name in order]
-    fields = [queryset.model._meta.get_field(name) for name in names]
+    fields = [_field(queryset, name) for name in names]
     reverse = [("" if descending else "-") + name for name in names]
 
     if before:
@@ -97,6 +98,14 @@ def keyset_page(queryset, *, order, size, after=None, before=None, sort=False):
         items=rows,
         next_cursor=cursor(rows[-1]) if rows and has_more_after else None,
         previous_cursor=cursor(rows[0]) if rows and has_more_before else None,
+    )
+
+
+def _field(queryset, name):
+    """The model field, or the annotation's output field, that `name` sorts on."""
+    annotation = queryset.query.annotations.get(name)
+    return (
+        annotation.output_field if annotation is not None else queryset.model._meta.get_field(name)
     )
 
 

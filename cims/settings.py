@@ -464,3 +464,88 @@ CELERY_BEAT_SCHEDULE["purge-import-files"] = {
     "schedule": 24 * 60 * 60,
 }
 # --- end of customer imports ---
+
+# --- Customer analytics: RFM, lifetime value, cohorts (reports/metrics.py; docs/analytics.md) ---
+# Predicted lifetime value = average order value x orders a year x this many years.
+ANALYTICS_EXPECTED_LIFETIME_YEARS = float(os.environ.get("ANALYTICS_EXPECTED_LIFETIME_YEARS", "3"))
+# The nightly refresh of scores, segments and lifetime values runs at this hour (TIME_ZONE).
+ANALYTICS_REFRESH_HOUR = env_int("ANALYTICS_REFRESH_HOUR", 2)
+# Memory for the refresh's sorts (SET LOCAL work_mem in its transaction only), in MB: a million
+# customers need about 200 MB to sort in memory instead of on disk.
+ANALYTICS_REFRESH_WORK_MEM_MB = env_int("ANALYTICS_REFRESH_WORK_MEM_MB", 256)
+# How long the analytics page's figures are kept for the same set of visible customers.
+ANALYTICS_CACHE_SECONDS = env_int("ANALYTICS_CACHE_SECONDS", 10 * 60)
+# Preferred products and channels per segment are read from the orders of this many months.
+ANALYTICS_PREFERENCE_MONTHS = env_int("ANALYTICS_PREFERENCE_MONTHS", 12)
+CELERY_BEAT_SCHEDULE["refresh-customer-metrics"] = {
+    "task": "reports.tasks.refresh_customer_metrics",
+    "schedule": crontab(hour=ANALYTICS_REFRESH_HOUR, minute=15),
+}
+# --- end of customer analytics ---
+
+# --- Dashboard (reports/dashboard.py; docs/dashboard.md) ---
+# Revenue figures count orders in this currency (ISO 4217); others are not converted.
+DASHBOARD_CURRENCY = os.environ.get("DASHBOARD_CURRENCY", "CNY")
+# How many of the most used tags the dashboard shows.
+DASHBOARD_TOP_TAGS = env_int("DASHBOARD_TOP_TAGS", 10)
+# --- end of dashboard ---
+
+# --- Exports and generated files (reports/exports.py; docs/exports.md) ---
+# Up to this many rows an export is made while the user waits; more become a generated file
+# made in the background, with progress, listed under /reports/files/.
+EXPORT_SYNC_MAX_ROWS = env_int("EXPORT_SYNC_MAX_ROWS", 5_000)
+# The most rows of one Excel or CSV export (Excel's own limit is 1,048,575 rows).
+EXPORT_MAX_ROWS = env_int("EXPORT_MAX_ROWS", 1_000_000)
+# A PDF of more rows than this is made only in the background; above the hard cap it is
+# refused, with a suggestion to export to Excel instead. WeasyPrint keeps the whole document
+# laid out until it is written, about 0.2 MB per row of 13 columns: 5,000 rows (about 130
+# pages) take a worker about 1 GB and half a minute.
+EXPORT_PDF_SYNC_MAX_ROWS = env_int("EXPORT_PDF_SYNC_MAX_ROWS", 1_000)
+EXPORT_PDF_MAX_ROWS = env_int("EXPORT_PDF_MAX_ROWS", 5_000)
+# Generated files are deleted (file and row) this many days after they were asked for.
+GENERATED_FILE_RETENTION_DAYS = env_int("GENERATED_FILE_RETENTION_DAYS", 14)
+CELERY_BEAT_SCHEDULE["delete-expired-generated-files"] = {
+    "task": "reports.tasks.delete_expired_generated_files",
+    "schedule": 60 * 60,
+}
+# WeasyPrint logs a line per page laid out at INFO, and every CSS rule it ignores at WARNING.
+LOGGING["loggers"]["weasyprint"] = {"level": "ERROR"}
+# --- end of exports ---
+
+# --- Analysis and saved reports (reports/analysis.py; docs/reports.md) ---
+# The most rows a builder report returns (an export, a scheduled file); on screen it shows at
+# most REPORT_SCREEN_ROWS of them.
+REPORT_MAX_ROWS = env_int("REPORT_MAX_ROWS", 100_000)
+REPORT_SCREEN_ROWS = env_int("REPORT_SCREEN_ROWS", 200)
+# Reports up to this many rows download at once; larger ones are built by a worker.
+REPORT_DIRECT_EXPORT_ROWS = env_int("REPORT_DIRECT_EXPORT_ROWS", 5_000)
+# The most rows or columns a pivot shows (the largest groups first); the rest are summed up in
+# the totals, which always cover every customer.
+ANALYSIS_MAX_GROUPS = env_int("ANALYSIS_MAX_GROUPS", 200)
+# Parallel workers PostgreSQL may use for one pivot query (0 turns parallelism off).
+ANALYSIS_PARALLEL_WORKERS = env_int("ANALYSIS_PARALLEL_WORKERS", 2)
+# --- end of analysis and saved reports ---
+
+# --- Scheduled reports (reports/scheduling.py; docs/scheduled-reports.md) ---
+# How often beat looks for due schedules, in seconds; a schedule fires at most this late.
+SCHEDULED_REPORT_DISPATCH_SECONDS = env_int("SCHEDULED_REPORT_DISPATCH_SECONDS", 60)
+# Files of one email up to this size in all are attached; larger ones are sent as links.
+SCHEDULED_REPORT_ATTACHMENT_MAX_BYTES = env_int(
+    "SCHEDULED_REPORT_ATTACHMENT_MAX_BYTES", 5 * 1024 * 1024
+)
+# Scheduled files are kept (and their links work) this many days.
+SCHEDULED_REPORT_RETENTION_DAYS = env_int("SCHEDULED_REPORT_RETENTION_DAYS", 30)
+SCHEDULED_REPORT_FROM_EMAIL = os.environ.get("SCHEDULED_REPORT_FROM_EMAIL", DEFAULT_FROM_EMAIL)
+# A run whose emails cannot be sent is tried again this many times, the first after
+# SCHEDULED_REPORT_RETRY_SECONDS, doubling the wait each time; then it is marked failed.
+SCHEDULED_REPORT_RETRIES = env_int("SCHEDULED_REPORT_RETRIES", 6)
+SCHEDULED_REPORT_RETRY_SECONDS = env_int("SCHEDULED_REPORT_RETRY_SECONDS", 60)
+# An unfinished run untouched this long, whose worker is gone, is queued again; a run whose
+# worker was killed this many times is marked failed.
+SCHEDULED_REPORT_STALLED_SECONDS = env_int("SCHEDULED_REPORT_STALLED_SECONDS", 5 * 60)
+SCHEDULED_REPORT_MAX_ATTEMPTS = env_int("SCHEDULED_REPORT_MAX_ATTEMPTS", 5)
+CELERY_BEAT_SCHEDULE["dispatch-scheduled-reports"] = {
+    "task": "reports.schedule_tasks.dispatch_scheduled_reports",
+    "schedule": SCHEDULED_REPORT_DISPATCH_SECONDS,
+}
+# --- end of scheduled reports ---

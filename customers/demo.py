@@ -375,7 +375,7 @@ CUSTOMER_COLUMNS = (
     "company", "job_title", "country", "province", "city", "district", "street", "postcode",
     "source", "status", "tags", "owner_id", "team_id", "notes", "attributes", "created_at",
     "updated_at", "created_by_id", "updated_by_id", "version", "name_pinyin", "search_text",
-    "search_keys", "email_index", "phone_index", "phone_last4_index",
+    "search_keys", "email_index", "phone_index", "phone_last4_index", "birth_year",
 )  # fmt: skip
 ORDER_COLUMNS = (
     "id", "customer_id", "source_system", "external_id", "ordered_at", "amount", "currency",
@@ -542,7 +542,7 @@ class CustomerFactory:
             choose(rng, NOTES) if rng.random() < 0.1 else "", "{}", created, updated, owner_id,
             owner_id, 1 if updated == created else between(rng, 2, 6), columns["name_pinyin"],
             columns["search_text"], pg_array(columns["search_keys"]), search.email_index(email),
-            *search.phone_indexes(phone),
+            *search.phone_indexes(phone), birthday.year if birthday else None,
         )  # fmt: skip
         profile = Profile(
             index=index, id=pk, created=created, status=status, source=source, owner_id=owner_id,

@@ -4,12 +4,19 @@ import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Exists, OuterRef
+from django.db import models
+from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team
-from customers.models import CustomField, Order, Source, Status
+from customers.models import CustomField, Gender, Order, Source, Status
 from customers.search import MAX_QUERY_LENGTH
+from reports.metrics import AGE_BAND_CHOICES, age_band_q
+from reports.models.metrics import Segment
+
+# The value of a filter that selects customers with no value (no province, no owner, ...).
+NONE = "none"
 
 # The sorts a list offers: name -> the keyset order (the last field is unique).
 SORTS = {
@@ -23,6 +30,14 @@ SORTS = {
     "-company": ("-company", "-id"),
     "status": ("status", "created_at", "id"),
     "-status": ("-status", "-created_at", "-id"),
+    # Sorts on reports.CustomerMetrics, through annotations (METRIC_SORTS) that match the
+    # metrics table's indexes.
+    "ltv": ("sort_ltv", "id"),
+    "-ltv": ("-sort_ltv", "-id"),
+    "revenue": ("sort_revenue", "id"),
+    "-revenue": ("-sort_revenue", "-id"),
+    "last_order": ("sort_last_order", "id"),
+    "-last_order": ("-sort_last_order", "-id"),
 }
 DEFAULT_SORT = "-created"
 PAGE_SIZES = (25, 50, 100, 200)
@@ -56,6 +71,44 @@ def forget_filter_options(**kwargs):
     if kwargs.get("update_fields") and set(kwargs["update_fields"]) <= {"last_login", "language"}:
         return  # signing in and choosing a language change nothing the filters show
     cache.delete(FILTER_OPTIONS_KEY)
+
+
+def metric_sort_annotations():
+    """What the metric sorts order by: the expressions of the metrics table's indexes."""
+    from reports.models.metrics import NEVER
+
+    return {
+        "sort_ltv": Coalesce(
+            F("metrics__predicted_ltv"),
+            Value(0),
+            output_field=models.DecimalField(max_digits=16, decimal_places=2),
+        ),
+        "sort_revenue": F("metrics__revenue"),
+        "sort_last_order": Coalesce(
+            F("metrics__last_order_at"), Value(NEVER), output_field=models.DateTimeField()
+        ),
+    }
+
+
+def sorted_customers(queryset, sort):
+    """`queryset` ready to be paged in `sort`: metric sorts join every customer's metrics row
+    (one exists for each, kept by a trigger), as an inner join whose index gives the order."""
+    names = [name.lstrip("-") for name in SORTS[sort]]
+    annotations = {k: v for k, v in metric_sort_annotations().items() if k in names}
+    if not annotations:
+        return queryset
+    return queryset.filter(metrics__isnull=False).annotate(**annotations)
+
+
+def _none_or(field_name):
+    """A filter method: customers without a value for "none", else the exact value."""
+
+    def method(queryset, name, value):
+        if not value:
+            return queryset
+        return queryset.filter(**{field_name: "" if value == NONE else value})
+
+    return method
 
 
 def split_tags(value):
@@ -101,17 +154,63 @@ class CustomerFilter(django_filters.FilterSet):
         widget=forms.TextInput(attrs={"list": "tag-suggestions", "autocomplete": "off"}),
     )
     province = django_filters.CharFilter(
-        label=_("Province"), max_length=50, widget=forms.TextInput(attrs={"list": "provinces"})
+        label=_("Province"),
+        max_length=50,
+        method=_none_or("province"),
+        help_text=_('"none": customers without one.'),
+        widget=forms.TextInput(attrs={"list": "provinces"}),
     )
-    city = django_filters.CharFilter(label=_("City"), max_length=50)
+    city = django_filters.CharFilter(label=_("City"), max_length=50, method=_none_or("city"))
     owner = django_filters.ModelChoiceFilter(
         queryset=get_user_model().objects.filter(is_active=True),
         label=_("Owner"),
         empty_label=_("Any"),
         null_label=_("No owner"),
+        null_value=NONE,
     )
     team = django_filters.ModelChoiceFilter(
-        queryset=Team.objects.all(), label=_("Team"), empty_label=_("Any"), null_label=_("No team")
+        queryset=Team.objects.all(),
+        label=_("Team"),
+        empty_label=_("Any"),
+        null_label=_("No team"),
+        null_value=NONE,
+    )
+    gender = django_filters.MultipleChoiceFilter(
+        choices=[(g, label) for g, label in Gender.choices if g] + [(NONE, _("Not specified"))],
+        label=_("Gender"),
+        widget=forms.CheckboxSelectMultiple,
+        method="filter_gender",
+    )
+    age_band = django_filters.MultipleChoiceFilter(
+        choices=AGE_BAND_CHOICES,
+        label=_("Age"),
+        widget=forms.CheckboxSelectMultiple,
+        method="filter_age_band",
+    )
+    segment = django_filters.MultipleChoiceFilter(
+        choices=[*Segment.choices, (NONE, _("No orders yet"))],
+        label=_("Customer segment"),
+        widget=forms.CheckboxSelectMultiple,
+        method="filter_segment",
+    )
+    first_purchase = django_filters.DateFromToRangeFilter(
+        field_name="metrics__first_order_at",
+        label=_("First purchase between"),
+        widget=django_filters.widgets.DateRangeWidget(attrs={"type": "date"}),
+    )
+    ltv_min = django_filters.NumberFilter(
+        field_name="metrics__predicted_ltv",
+        lookup_expr="gte",
+        label=_("Lifetime value from"),
+        max_digits=16,
+        decimal_places=2,
+    )
+    ltv_max = django_filters.NumberFilter(
+        field_name="metrics__predicted_ltv",
+        lookup_expr="lte",
+        label=_("Lifetime value to"),
+        max_digits=16,
+        decimal_places=2,
     )
     created = django_filters.DateFromToRangeFilter(
         field_name="created_at",
@@ -125,6 +224,12 @@ class CustomerFilter(django_filters.FilterSet):
     )
 
     def __init__(self, data=None, *args, **kwargs):
+        # Saved views and links from before "none" say "null" for no owner or team.
+        if data is not None and any(data.get(name) == "null" for name in ("owner", "team")):
+            data = data.copy()
+            for name in ("owner", "team"):
+                if data.get(name) == "null":
+                    data[name] = NONE
         super().__init__(data, *args, **kwargs)
         self.custom_fields = active_custom_fields()
         for field in self.custom_fields:
@@ -136,6 +241,25 @@ class CustomerFilter(django_filters.FilterSet):
     def filter_tags(self, queryset, name, value):
         tags = split_tags(value)
         return queryset.with_tags(tags) if tags else queryset
+
+    def filter_gender(self, queryset, name, value):
+        if not value:
+            return queryset
+        return queryset.filter(gender__in=["" if v == NONE else v for v in value])
+
+    def filter_age_band(self, queryset, name, value):
+        condition = Q()
+        for key in value:
+            condition |= age_band_q(key)
+        return queryset.filter(condition) if value else queryset
+
+    def filter_segment(self, queryset, name, value):
+        if not value:
+            return queryset
+        condition = Q(metrics__segment__in=[v for v in value if v != NONE])
+        if NONE in value:
+            condition |= Q(metrics__segment__isnull=True)
+        return queryset.filter(condition)
 
     def filter_has_orders(self, queryset, name, value):
         if value is None:

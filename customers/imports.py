@@ -102,17 +102,17 @@ TEXT_COLUMNS = (
     "attributes", "name_pinyin", "search_text", "search_keys", "external_id",
 )  # fmt: skip
 COLUMNS = (
-    *TEXT_COLUMNS, "id", "birthday", "email", "phone", "street", "email_index", "phone_index",
-    "phone_last4_index", "owner_id", "team_id", "created_at", "updated_at", "created_by_id",
-    "updated_by_id", "version",
+    *TEXT_COLUMNS, "id", "birthday", "birth_year", "email", "phone", "street", "email_index",
+    "phone_index", "phone_last4_index", "owner_id", "team_id", "created_at", "updated_at",
+    "created_by_id", "updated_by_id", "version",
 )  # fmt: skip
 # The columns an import may change on an existing customer; NULL in a staged change keeps the
 # customer's value.
 CHANGED = (
-    "display_name", "family_name", "given_name", "gender", "birthday", "email", "phone",
-    "company", "job_title", "country", "province", "city", "district", "street", "postcode",
-    "source", "status", "owner_id", "notes", "name_pinyin", "search_text", "search_keys",
-    "email_index", "phone_index", "phone_last4_index", "external_id",
+    "display_name", "family_name", "given_name", "gender", "birthday", "birth_year", "email",
+    "phone", "company", "job_title", "country", "province", "city", "district", "street",
+    "postcode", "source", "status", "owner_id", "notes", "name_pinyin", "search_text",
+    "search_keys", "email_index", "phone_index", "phone_last4_index", "external_id",
 )  # fmt: skip
 # The length of a blind index (HMAC-SHA256).
 INDEX_BYTES = 32
@@ -881,10 +881,12 @@ class Importer:
                 sealed.append(copy_bytes(seal(plaintext.encode(), aads[encrypted] + aad)))
         phone = v.get("phone")
         last4 = crypto.blind_index(phone[-4:], "phone_last4") if phone else None
+        birthday = v.get("birthday")
+        birth_year = str(birthday.year) if birthday else COPY_NULL
         row.pk = pk
         row.record = f"{self.job.pk}\t{pk}\t{row.number}\tt\t1\n".encode()
         row.line = (
-            f"{texts}\t{pk}\t{sealed[2]}\t{sealed[0]}\t{sealed[1]}\t{sealed[3]}\t"
+            f"{texts}\t{pk}\t{sealed[2]}\t{birth_year}\t{sealed[0]}\t{sealed[1]}\t{sealed[3]}\t"
             f"{copy_bytes(row.email_index)}\t{copy_bytes(row.phone_index)}\t"
             f"{copy_bytes(last4)}\t{v.get('owner_id', self.user.pk)}\t{self.common_columns}"
         ).encode()
@@ -990,6 +992,7 @@ class Importer:
                         (
                             pk_text, name, v.get("family_name"), v.get("given_name"),
                             v.get("gender"), seal("birthday", v.get("birthday"), pk_text),
+                            v["birthday"].year if v.get("birthday") else None,
                             seal("email", v.get("email"), pk_text),
                             seal("phone", phone, pk_text), v.get("company"), v.get("job_title"),
                             v.get("country"), v.get("province"), v.get("city"),

@@ -64,9 +64,15 @@ DERIVED = {
     "email_index",
     "phone_index",
     "phone_last4_index",
+    "birth_year",
 }
-# A blind index goes back together with the encrypted value it is computed from.
-INDEX_OF = {"email": ("email_index",), "phone": ("phone_index", "phone_last4_index")}
+# A blind index (or the birthday's year) goes back together with the encrypted value it is
+# computed from.
+INDEX_OF = {
+    "email": ("email_index",),
+    "phone": ("phone_index", "phone_last4_index"),
+    "birthday": ("birth_year",),
+}
 
 # Records handled by their own rules rather than moved as they are.
 SHARE_MODELS = (CustomerUserPermission, CustomerTeamPermission)
@@ -205,10 +211,13 @@ def _references():
         if model in own:
             continue
         for field in model._meta.concrete_fields:
+            # A row keyed by its customer (reports.CustomerMetrics) is the customer's own, kept
+            # by triggers from the records that move: it stays, and goes with the customer.
             if (
                 field.is_relation
                 and (field.many_to_one or field.one_to_one)
                 and field.related_model is Customer
+                and not field.primary_key
             ):
                 yield model, field
 

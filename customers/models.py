@@ -239,6 +239,9 @@ class Customer(models.Model):
     # Phone, email, birthday and street are encrypted at rest (customers.fields); the empty
     # value is stored as NULL.
     birthday = EncryptedDateField(_("birthday"), blank=True)
+    # The birthday's year in plain text, for age bands in lists and analyses (the birthday
+    # itself stays encrypted); kept in step by refresh_contact_fields and bulk writers.
+    birth_year = models.PositiveSmallIntegerField(_("year of birth"), null=True, editable=False)
     email = EncryptedEmailField(_("email"), max_length=254, blank=True)
     phone = EncryptedCharField(
         _("mobile phone"), max_length=20, blank=True, help_text=_("Stored in E.164 form.")
@@ -412,6 +415,8 @@ class Customer(models.Model):
                 update_fields.add("email_index")
             if "phone" in update_fields:
                 update_fields.update(("phone_index", "phone_last4_index"))
+            if "birthday" in update_fields:
+                update_fields.add("birth_year")
             kwargs["update_fields"] = update_fields
         super().save(*args, **kwargs)
 
@@ -428,7 +433,8 @@ class Customer(models.Model):
             setattr(self, field, value)
 
     def refresh_contact_fields(self):
-        """Bring a changed email to lower case and phone to E.164, and compute their indexes.
+        """Bring a changed email to lower case and phone to E.164, and compute their indexes
+        (and the year of a changed birthday).
 
         Values not read or set since the row was loaded were normalised when written, and their
         indexes stand. A phone that cannot be read as a number is a ValidationError.
@@ -452,6 +458,8 @@ class Customer(models.Model):
                     )
             self.phone = phone
             self.phone_index, self.phone_last4_index = search.phone_indexes(phone)
+        if not Customer.birthday.field.untouched(self):
+            self.birth_year = self.birthday.year if self.birthday else None
 
     @staticmethod
     def contact_q(*, email="", phone=""):

@@ -26,7 +26,14 @@ from accounts.permissions import (
 )
 from cims.paging import BadCursor, count_matches, keyset_page
 from customers import places
-from customers.filters import DEFAULT_PAGE_SIZE, DEFAULT_SORT, PAGE_SIZES, SORTS, CustomerFilter
+from customers.filters import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_SORT,
+    PAGE_SIZES,
+    SORTS,
+    CustomerFilter,
+    sorted_customers,
+)
 from customers.forms import (
     BulkActionForm,
     ConsentForm,
@@ -106,7 +113,7 @@ def customer_list(request):
     count, estimated = count_matches(filterset.qs, limit=limit)
     try:
         page = keyset_page(
-            filterset.qs,
+            sorted_customers(filterset.qs, sort),
             order=SORTS[sort],
             size=size,
             after=request.GET.get("after"),

@@ -1,6 +1,7 @@
-// Charts of survey results, drawn with ECharts from the figures the server put on the page
-// (a <script type="application/json"> made by json_script). The tables beside them hold the
-// same figures, so the page says everything without this script.
+// Charts of survey results and of the dashboard, drawn with ECharts from the figures the server
+// put on the page (a <script type="application/json"> made by json_script). The tables beside
+// them hold the same figures, so the page says everything without this script. A chart given
+// links (one per bar or slice; per series for stacked bars) opens the link clicked on.
 (function () {
   "use strict";
 
@@ -44,6 +45,30 @@
       }];
       return base;
     }
+    if (chart.kind === "stacked") {
+      base.color = [palette.accent, "#2e9d57", "#f0b429", "#d64545", "#8e6cc8", "#17a2b8", "#e8743b", "#a0a7b4", "#5b7083"];
+      base.legend = { type: "scroll", bottom: 0, textStyle: { color: palette.text } };
+      base.grid = { left: 8, right: 8, top: 16, bottom: 36, containLabel: true };
+      base.xAxis = { type: "category", data: chart.labels, axisLabel: axisLabel(palette) };
+      base.yAxis = { type: "value", minInterval: 1, axisLabel: axisLabel(palette) };
+      base.series = chart.series.map(function (series) {
+        return { type: "bar", stack: "total", name: series.name, data: series.data, barMaxWidth: 36 };
+      });
+      return base;
+    }
+    if (chart.kind === "funnel") {
+      base.color = [palette.accent, "#17a2b8", "#2e9d57", "#f0b429", "#d64545"];
+      base.series = [{
+        type: "funnel",
+        sort: "none",
+        left: "5%",
+        width: "60%",
+        minSize: "8%",
+        label: { color: palette.text, position: "right", formatter: "{b}: {c}" },
+        data: chart.labels.map(function (label, i) { return { name: label, value: chart.counts[i] }; }),
+      }];
+      return base;
+    }
     if (chart.kind === "bars") {
       base.grid = { left: 8, right: 24, top: 8, bottom: 8, containLabel: true };
       base.xAxis = { type: "value", minInterval: 1, axisLabel: axisLabel(palette) };
@@ -72,13 +97,27 @@
 
   function height(chart) {
     if (chart.kind === "bars") { return Math.max(160, 36 + 34 * chart.labels.length); }
+    if (chart.kind === "stacked") { return 320; }
     return 260;
   }
 
+  function linkOf(chart, params) {
+    var links = chart.kind === "stacked" ? (chart.series[params.seriesIndex] || {}).links : chart.links;
+    return links ? links[params.dataIndex] : null;
+  }
+
+  function figures() {
+    var charts = [];
+    ["results-charts", "dashboard-charts"].forEach(function (id) {
+      var data = document.getElementById(id);
+      if (data) { charts = charts.concat(JSON.parse(data.textContent)); }
+    });
+    return charts;
+  }
+
   function draw() {
-    var data = document.getElementById("results-charts");
-    if (!data || !window.echarts) { return; }
-    var charts = JSON.parse(data.textContent);
+    if (!window.echarts) { return; }
+    var charts = figures();
     var drawn = [];
     charts.forEach(function (chart) {
       var element = document.getElementById(chart.id);
@@ -86,6 +125,10 @@
       element.style.height = height(chart) + "px";
       var instance = window.echarts.init(element, null, { renderer: "canvas" });
       instance.setOption(option(chart, colors(element)));
+      instance.on("click", function (params) {
+        var link = linkOf(chart, params);
+        if (link) { window.location.assign(link); }
+      });
       element.classList.add("chart-drawn");
       drawn.push({ chart: chart, element: element, instance: instance });
     });

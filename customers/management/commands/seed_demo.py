@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import django
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
@@ -28,6 +29,8 @@ from accounts.models import Team
 from customers import demo
 from customers.models import Consent, Customer, Interaction, Order, Tag
 from intake.demo import ensure_demo_forms
+from reports.demo import create_demo_reports
+from reports.scheduling import create_demo_schedule
 
 DEFAULT_PASSWORD = "cims-demo-2026"
 CHUNK = 20_000
@@ -83,7 +86,10 @@ class Command(BaseCommand):
             raise CommandError(_("The database is not up to date: run `manage.py migrate` first."))
         started = time.monotonic()
         staff = ensure_users(os.environ.get("DEMO_PASSWORD", DEFAULT_PASSWORD))
-        ensure_demo_forms(get_user_model().objects.get(username="manager"))
+        manager = get_user_model().objects.get(username="manager")
+        ensure_demo_forms(manager)
+        create_demo_reports(manager=manager)
+        create_demo_schedule(manager=manager)
         Tag.remember(demo.TAGS)
         factory = demo.CustomerFactory(anchor=find_anchor(), staff=staff)
         with rebuilt_indexes(customers, self.say):
@@ -91,6 +97,9 @@ class Command(BaseCommand):
         if totals["customers"]:
             self.say(_("Vacuuming and updating planner statistics…"))
             vacuum_and_analyze()
+            # Order figures are kept current as orders arrive; scores and segments are not.
+            self.say(_("Scoring customers (RFM segments and lifetime value)…"))
+            call_command("refresh_customer_metrics", stdout=self.stdout)
         self.say(
             _(
                 "Demo data ready: %(customers)s new customers, %(orders)s new orders and "
