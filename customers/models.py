@@ -265,6 +265,8 @@ class Customer(models.Model):
     tags = ArrayField(
         models.CharField(max_length=50), verbose_name=_("tags"), default=list, blank=True
     )
+    # Owner and team are found through the list's (owner, created_at, id) and (team, ...)
+    # indexes; indexes of their own would only cost every insert.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("owner"),
@@ -272,6 +274,7 @@ class Customer(models.Model):
         blank=True,
         on_delete=models.DB_SET_NULL,
         related_name="owned_customers",
+        db_index=False,
     )
     team = models.ForeignKey(
         "accounts.Team",
@@ -280,6 +283,7 @@ class Customer(models.Model):
         blank=True,
         on_delete=models.DB_SET_NULL,
         related_name="customers",
+        db_index=False,
     )
     notes = models.TextField(_("notes"), blank=True)
     attributes = models.JSONField(_("custom attributes"), default=dict, blank=True)
@@ -296,6 +300,8 @@ class Customer(models.Model):
 
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated at"), default=timezone.now, editable=False)
+    # Not indexed: nothing looks customers up by who created or last changed them, and users
+    # are deactivated rather than deleted (deleting one scans the table once).
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("created by"),
@@ -304,6 +310,7 @@ class Customer(models.Model):
         editable=False,
         on_delete=models.DB_SET_NULL,
         related_name="+",
+        db_index=False,
     )
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -313,6 +320,7 @@ class Customer(models.Model):
         editable=False,
         on_delete=models.DB_SET_NULL,
         related_name="+",
+        db_index=False,
     )
     # Incremented by every save; an edit form carries the version it was opened at.
     version = models.PositiveIntegerField(default=1, editable=False)
