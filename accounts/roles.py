@@ -105,6 +105,20 @@ def create_roles(group_model, permission_model):
             group.permissions.set(_permissions(permission_model, perms))
 
 
+def create_all_permissions(apps):
+    """For data migrations: create every app's permissions now.
+
+    Django creates them after all migrations have run; a migration that gives roles permissions
+    needs them before.
+    """
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+
+
 def grant_new_permissions(group_model, permission_model, perms):
     """Give the built-in roles that exist the new permissions among `perms` that ROLES lists."""
     for group in group_model.objects.filter(name__in=ROLES):

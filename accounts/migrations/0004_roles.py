@@ -1,15 +1,10 @@
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-from accounts.roles import create_roles
+from accounts.roles import create_all_permissions, create_roles
 
 
 def add_roles(apps, schema_editor):
-    # Permissions are normally created after all migrations; the roles need them now.
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+    create_all_permissions(apps)
     create_roles(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
 
 

@@ -1,7 +1,6 @@
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-from accounts.roles import grant_new_permissions
+from accounts.roles import create_all_permissions, grant_new_permissions
 
 NEW_PERMISSIONS = [
     "intake.view_form",
@@ -16,11 +15,7 @@ NEW_PERMISSIONS = [
 
 
 def grant(apps, schema_editor):
-    # Permissions are normally created after all migrations; the roles need them now.
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+    create_all_permissions(apps)
     grant_new_permissions(
         apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"), NEW_PERMISSIONS
     )

@@ -1,15 +1,10 @@
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-from accounts.roles import REPORTING, grant_new_permissions
+from accounts.roles import REPORTING, create_all_permissions, grant_new_permissions
 
 
 def grant(apps, schema_editor):
-    # Permissions are normally created after all migrations; the roles need them now.
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+    create_all_permissions(apps)
     grant_new_permissions(
         apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"), REPORTING
     )
