@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Sum
 
 from accounts.models import Team
 from customers import demo, places
@@ -171,3 +171,27 @@ def test_chunks_load_in_worker_processes(monkeypatch):
     before = snapshot()
     seed(50)
     assert snapshot() == before
+
+
+@pytest.mark.django_db
+def test_loaded_customers_have_their_order_figures_and_dashboard_summaries():
+    from reports.models import CustomerMetrics
+    from reports.models.summaries import rebuild_summaries
+    from tests.reports.test_dashboard import snapshot as summaries
+
+    seed(60)
+    orders = {
+        row["customer"]: (row["n"], row["total"])
+        for row in Order.objects.values("customer").annotate(n=Count("id"), total=Sum("amount"))
+    }
+    metrics = {m.customer_id: m for m in CustomerMetrics.objects.all()}
+    assert set(metrics) == set(Customer.objects.values_list("id", flat=True))
+    for customer_id, m in metrics.items():
+        n, total = orders.get(customer_id, (0, 0))
+        assert (m.orders, m.revenue) == (n, total)
+    # Scored by the command's refresh.
+    assert any(m.segment for m in metrics.values())
+    loaded = summaries()
+    assert loaded["DashboardSignups"]
+    rebuild_summaries()
+    assert summaries() == loaded
