@@ -63,19 +63,51 @@ def _shared_q(user, action):
     return Q(pk__in=with_user) | Q(pk__in=with_teams)
 
 
-def _reach_q(user, action):
-    """The customers the user reaches for `action`, as a filter; None means every customer."""
+def _reach(user, action):
+    """(whether the user reaches every customer for `action`, the teams whose customers they
+    reach); their own customers and those shared with them come on top."""
     everything, team_wide = {
         VIEW: ("view_all_customers", "view_team_customers"),
         CHANGE: ("change_all_customers", "change_team_customers"),
         DELETE: ("change_all_customers", "change_team_customers"),
     }[action]
     if _has(user, everything) or (action == VIEW and _has(user, "change_all_customers")):
+        return True, frozenset()
+    if _has(user, team_wide) or (action == VIEW and _has(user, "change_team_customers")):
+        return False, team_ids(user)
+    return False, frozenset()
+
+
+def _reach_q(user, action):
+    """The customers the user reaches for `action`, as a filter; None means every customer."""
+    everything, teams = _reach(user, action)
+    if everything:
         return None
     condition = Q(owner=user) | _shared_q(user, action)
-    if _has(user, team_wide) or (action == VIEW and _has(user, "change_team_customers")):
-        condition |= Q(team__in=team_ids(user))
+    if teams:
+        condition |= Q(team__in=teams)
     return condition
+
+
+def customer_reach(user, action=VIEW):
+    """How far `user` reaches for `action`, for figures kept in tables keyed by owner and team
+    (the dashboard): None when they may not at all, else (every customer?, team ids). The
+    customers they own and `shared_customer_ids` come on top, as in `visible_customers`."""
+    if not _active(user) or not _has(user, f"{action}_customer"):
+        return None
+    return _reach(user, action)
+
+
+def shared_customer_ids(user, action=VIEW):
+    """The ids of the customers shared for `action` with the user or one of their teams."""
+    codenames = SHARE_CODENAMES[action]
+    with_user = CustomerUserPermission.objects.filter(
+        user=user, permission__codename__in=codenames
+    ).values_list("content_object_id", flat=True)
+    with_teams = CustomerTeamPermission.objects.filter(
+        group__user=user, permission__codename__in=codenames
+    ).values_list("content_object_id", flat=True)
+    return set(with_user) | set(with_teams)
 
 
 def _customers(user, action, queryset):

@@ -24,11 +24,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.permissions import SHARE_CODENAMES, VIEW, team_ids
+from accounts.permissions import customer_reach, shared_customer_ids
 from customers.models import (
     Customer,
-    CustomerTeamPermission,
-    CustomerUserPermission,
     Order,
     Source,
     Status,
@@ -70,33 +68,19 @@ class Reach:
 
 def reach_of(user):
     """The reach of `user`'s dashboard, the same customers as visible_customers(user)."""
-    if not (user.is_authenticated and user.is_active and user.has_perm("customers.view_customer")):
+    reach = customer_reach(user)
+    if reach is None:
         return Reach()
-    if user.has_perm("customers.view_all_customers") or user.has_perm(
-        "customers.change_all_customers"
-    ):
+    everything, teams = reach
+    if everything:
         return Reach(everything=True)
-    teams = frozenset()
-    if user.has_perm("customers.view_team_customers") or user.has_perm(
-        "customers.change_team_customers"
-    ):
-        teams = team_ids(user)
     return Reach(owner_id=user.pk, team_ids=teams, shared_ids=_shared_outside(user, teams))
 
 
 def _shared_outside(user, teams):
     """Customers shared with the user (or one of their teams) that they do not own and that
     are not in one of the teams they reach."""
-    codenames = SHARE_CODENAMES[VIEW]
-    shared = set(
-        CustomerUserPermission.objects.filter(
-            user=user, permission__codename__in=codenames
-        ).values_list("content_object_id", flat=True)
-    ) | set(
-        CustomerTeamPermission.objects.filter(
-            group__user=user, permission__codename__in=codenames
-        ).values_list("content_object_id", flat=True)
-    )
+    shared = shared_customer_ids(user)
     if not shared:
         return ()
     outside = Customer.objects.filter(pk__in=shared).exclude(owner=user)
