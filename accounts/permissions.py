@@ -53,14 +53,20 @@ def team_ids(user):
 
 def _shared_q(user, action):
     """Customers shared with the user, or with one of their teams, for `action`."""
+    with_user, with_teams = _shares(user, action)
+    return Q(pk__in=with_user) | Q(pk__in=with_teams)
+
+
+def _shares(user, action):
+    """The ids of the customers shared for `action` with the user, and with their teams."""
     codenames = SHARE_CODENAMES[action]
     with_user = CustomerUserPermission.objects.filter(
         user=user, permission__codename__in=codenames
-    ).values("content_object_id")
+    ).values_list("content_object_id", flat=True)
     with_teams = CustomerTeamPermission.objects.filter(
         group__user=user, permission__codename__in=codenames
-    ).values("content_object_id")
-    return Q(pk__in=with_user) | Q(pk__in=with_teams)
+    ).values_list("content_object_id", flat=True)
+    return with_user, with_teams
 
 
 def _reach(user, action):
@@ -100,13 +106,7 @@ def customer_reach(user, action=VIEW):
 
 def shared_customer_ids(user, action=VIEW):
     """The ids of the customers shared for `action` with the user or one of their teams."""
-    codenames = SHARE_CODENAMES[action]
-    with_user = CustomerUserPermission.objects.filter(
-        user=user, permission__codename__in=codenames
-    ).values_list("content_object_id", flat=True)
-    with_teams = CustomerTeamPermission.objects.filter(
-        group__user=user, permission__codename__in=codenames
-    ).values_list("content_object_id", flat=True)
+    with_user, with_teams = _shares(user, action)
     return set(with_user) | set(with_teams)
 
 
