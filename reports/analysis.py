@@ -32,7 +32,7 @@ from django.db.models import CharField, DateTimeField, F, Func, IntegerField, Va
 from django.db.models.functions import Cast, Coalesce, NullIf, Trunc
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext, pgettext_lazy
 
 from accounts.models import Team
 from customers.filters import CustomerFilter
@@ -288,7 +288,7 @@ MEASURES = {
 
 
 class PivotForm(forms.Form):
-    rows = forms.ChoiceField(label=gettext_lazy("Rows"))
+    rows = forms.ChoiceField(label=pgettext_lazy("pivot dimension", "Rows"))
     cols = forms.ChoiceField(label=gettext_lazy("Columns"), required=False)
     measure = forms.ChoiceField(label=gettext_lazy("Measure"), required=False)
 
@@ -732,7 +732,7 @@ def pivot_table(pivot, *, title=""):
     totals.append(pivot.total.value)
     filters = [
         (_("Measure"), str(pivot.measure.label)),
-        (_("Rows"), str(pivot.rows_dimension.label)),
+        (pgettext("pivot dimension", "Rows"), str(pivot.rows_dimension.label)),
     ]
     if two:
         filters.append((_("Columns"), str(pivot.cols_dimension.label)))

@@ -366,7 +366,7 @@ class _XlsxRows:
     def _cell(ref, kind, value, styles):
         cls = value.__class__
         if cls is str:
-            pass
+            pass  # the commonest cell: straight to the text below, past the other checks
         elif cls is int or cls is float or cls is decimal.Decimal:
             if cls is not int and not math.isfinite(value):
                 value = str(value)

@@ -517,47 +517,41 @@ def measure_dispatch(*, schedules=1000, recipients=3):
 
     from django.contrib.auth import get_user_model
 
-    class Rollback(Exception):
-        pass
-
-    figures = {}
-    try:
-        with transaction.atomic():
-            User = get_user_model()
-            users = User.objects.bulk_create(
-                [
-                    User(username=f"bench-schedule-{i}", email=f"b{i}@example.com")
-                    for i in range(recipients)
-                ]
-            )
-            report = SavedReport.objects.create(
-                name="bench-schedule", definition={"source": "customers"}, owner=users[0]
-            )
-            now = timezone.now()
-            made = Schedule.objects.bulk_create(
-                [
-                    Schedule(
-                        report=report,
-                        owner=users[0],
-                        frequency=Schedule.Frequency.DAILY,
-                        time=datetime.time(8),
-                        next_run_at=now - datetime.timedelta(minutes=1),
-                    )
-                    for _ in range(schedules)
-                ]
-            )
-            Through = Schedule.recipients.through
-            Through.objects.bulk_create(
-                [Through(schedule_id=s.pk, user_id=u.pk) for s in made for u in users]
-            )
-            started = time.perf_counter()
-            runs = dispatch_due_schedules(now=now)
-            figures = {
-                "schedules": len(runs),
-                "deliveries": Delivery.objects.filter(run__in=runs).count(),
-                "dispatch_ms": round((time.perf_counter() - started) * 1000, 1),
-            }
-            raise Rollback
-    except Rollback:
-        pass
+    with transaction.atomic():
+        User = get_user_model()
+        users = User.objects.bulk_create(
+            [
+                User(username=f"bench-schedule-{i}", email=f"b{i}@example.com")
+                for i in range(recipients)
+            ]
+        )
+        report = SavedReport.objects.create(
+            name="bench-schedule", definition={"source": "customers"}, owner=users[0]
+        )
+        now = timezone.now()
+        made = Schedule.objects.bulk_create(
+            [
+                Schedule(
+                    report=report,
+                    owner=users[0],
+                    frequency=Schedule.Frequency.DAILY,
+                    time=datetime.time(8),
+                    next_run_at=now - datetime.timedelta(minutes=1),
+                )
+                for _ in range(schedules)
+            ]
+        )
+        Through = Schedule.recipients.through
+        Through.objects.bulk_create(
+            [Through(schedule_id=s.pk, user_id=u.pk) for s in made for u in users]
+        )
+        started = time.perf_counter()
+        runs = dispatch_due_schedules(now=now)
+        figures = {
+            "schedules": len(runs),
+            "deliveries": Delivery.objects.filter(run__in=runs).count(),
+            "dispatch_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        # Nothing it made is kept, and the tasks it queued on commit are never sent.
+        transaction.set_rollback(True)
     return figures

@@ -34,12 +34,13 @@
       tooltip: { trigger: "item", renderMode: "richText" },
     };
     if (chart.kind === "pie") {
-      base.color = [palette.accent, "#a0a7b4", "#f0b429", "#2e9d57", "#d64545"];
-      base.legend = { bottom: 0, textStyle: { color: palette.text } };
+      // A colour of its own for up to nine slices (RFM has seven segments).
+      base.color = [palette.accent, "#a0a7b4", "#f0b429", "#2e9d57", "#d64545", "#8e6cc8", "#17a2b8", "#e8743b", "#5b7083"];
+      base.legend = { type: "scroll", bottom: 0, textStyle: { color: palette.text } };
       base.series = [{
         type: "pie",
-        radius: ["40%", "68%"],
-        center: ["50%", "45%"],
+        radius: ["36%", "62%"],
+        center: ["50%", "42%"],
         label: { color: palette.text, formatter: "{d}%" },
         data: chart.labels.map(function (label, i) { return { name: label, value: chart.counts[i] }; }),
       }];
