@@ -735,6 +735,59 @@ class Order(models.Model):
         ).quantize(decimal.Decimal("0.01"))
 
 
+class ArchivedInteraction(models.Model):
+    """An interaction moved out of the live table by archiving; the same columns, no foreign keys.
+
+    Archiving moves old months of history, and the whole history of an archived customer, here,
+    so the live tables stay small while nothing is lost. Restoring moves rows back unchanged.
+    """
+
+    id = models.UUIDField(primary_key=True, editable=False)
+    customer_id = models.UUIDField(_("customer"), db_index=True)
+    kind = models.CharField(_("kind"), max_length=20, choices=InteractionKind.choices)
+    channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices)
+    occurred_at = models.DateTimeField(_("time"))
+    summary = models.CharField(_("summary"), max_length=500)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    created_by_id = models.BigIntegerField(_("recorded by"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"))
+    archived_at = models.DateTimeField(_("archived at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name = _("archived interaction")
+        verbose_name_plural = _("archived interactions")
+        indexes = [models.Index(fields=["occurred_at"], name="archived_interaction_time_idx")]
+
+    def __str__(self):
+        return self.summary
+
+
+class ArchivedOrder(models.Model):
+    """An order moved out of the live table by archiving; the same columns, no foreign keys."""
+
+    id = models.UUIDField(primary_key=True, editable=False)
+    customer_id = models.UUIDField(_("customer"), db_index=True)
+    source_system = models.CharField(_("source system"), max_length=50)
+    external_id = models.CharField(_("order number"), max_length=100)
+    ordered_at = models.DateTimeField(_("order time"))
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3)
+    channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices)
+    lines = models.JSONField(_("order lines"), default=list, blank=True)
+    created_at = models.DateTimeField(_("created at"))
+    archived_at = models.DateTimeField(_("archived at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-ordered_at", "-id"]
+        verbose_name = _("archived order")
+        verbose_name_plural = _("archived orders")
+        indexes = [models.Index(fields=["ordered_at"], name="archived_order_time_idx")]
+
+    def __str__(self):
+        return self.external_id
+
+
 class ConsentPurpose(models.TextChoices):
     MARKETING_EMAIL = "marketing_email", _("Marketing email")
     SMS = "sms", _("SMS")
