@@ -2,6 +2,10 @@
 
 `login_locked_out` is sent by the sign-in throttle with `username` and `request` when it starts
 refusing a username.
+
+`database_restored` is sent by the restore command with `using`, the alias of the database it has
+just restored, before the restored database is used: what happened after the backup was made and
+must not be undone by it (erasures) is applied again there.
 """
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
@@ -10,6 +14,7 @@ from django.dispatch import Signal, receiver
 from accounts import audit
 
 login_locked_out = Signal()
+database_restored = Signal()
 
 
 @receiver(user_logged_in, dispatch_uid="audit_login")
