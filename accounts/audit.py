@@ -28,7 +28,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -80,6 +80,12 @@ class Action(models.TextChoices):
     SCHEDULE_UPDATE = "schedule.update", _("Report schedule changed")
     SCHEDULE_DELETE = "schedule.delete", _("Report schedule deleted")
     SCHEDULE_FAILED = "schedule.failed", _("Scheduled report failed")
+    BACKUP_REQUEST = "backup.request", _("Backup requested")
+    BACKUP_CREATE = "backup.create", _("Backup made")
+    BACKUP_FAILED = "backup.failed", _("Backup failed")
+    BACKUP_PRUNE = "backup.prune", _("Old backups deleted")
+    BACKUP_DRILL = "backup.drill", _("Restore drill")
+    RESTORE = "restore", _("Database restored from a backup")
 
 
 # Actions that make up a customer's change history.
@@ -335,7 +341,7 @@ def client_ip(request):
     return str(mapped or address) if address else None
 
 
-def record(action, *, target=None, customer=None, data=None, actor=None, request=None):
+def record(action, *, target=None, customer=None, data=None, actor=None, request=None, using=None):
     """Append an entry to the audit trail, inside the caller's transaction.
 
     `target` is the object acted on (any model instance); `customer` (an instance or id) puts
@@ -345,8 +351,10 @@ def record(action, *, target=None, customer=None, data=None, actor=None, request
     Appends are serialised by a transaction-scoped advisory lock, held until the caller's
     transaction ends: the number and previous hash read under it stay the chain's head until
     this entry is committed or rolled back, so concurrent writers can neither fork the chain
-    nor leave a gap. Keep transactions that record short.
+    nor leave a gap. Keep transactions that record short. `using` names another database's
+    trail (a database just restored).
     """
+    using = using or DEFAULT_DB_ALIAS
     action = Action(action)
     request = request or current_request()
     if actor is None and request is not None:
@@ -371,16 +379,16 @@ def record(action, *, target=None, customer=None, data=None, actor=None, request
         entry.customer_id = (
             customer_id if isinstance(customer_id, uuid.UUID) else uuid.UUID(str(customer_id))
         )
-    with transaction.atomic():
-        with connection.cursor() as cursor:
+    with transaction.atomic(using=using):
+        with connections[using].cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-        seq, prev_hash = AuditEntry.objects.head()
+        seq, prev_hash = AuditEntry.objects.using(using).head()
         entry.seq = seq + 1
         entry.prev_hash = prev_hash
         # Taken under the lock, so that time never runs backwards along the chain.
         entry.created_at = timezone.now()
         entry.hash = entry.compute_hash()
-        entry.save()
+        entry.save(using=using)
     return entry
 
 
@@ -438,7 +446,7 @@ class ChainBroken(Exception):
         self.message = message
 
 
-def walk_chain(*, after_seq=0, prev_hash=GENESIS_HASH, batch_size=10_000):
+def walk_chain(*, after_seq=0, prev_hash=GENESIS_HASH, batch_size=10_000, using=None):
     """Yield (seq, hash) of every entry after `after_seq` in order, each checked against the one
     before it; raise ChainBroken at the first that is missing, out of place or changed.
 
@@ -448,7 +456,8 @@ def walk_chain(*, after_seq=0, prev_hash=GENESIS_HASH, batch_size=10_000):
     columns = (*CHAINED_FIELDS, "hash")
     while True:
         rows = list(
-            AuditEntry.objects.filter(seq__gt=last)
+            AuditEntry.objects.using(using or DEFAULT_DB_ALIAS)
+            .filter(seq__gt=last)
             .order_by("seq")
             .values_list(*columns)[:batch_size]
         )
@@ -489,16 +498,17 @@ class Verification:
     checkpoints: int
 
 
-def verify_trail(*, batch_size=10_000, with_checkpoints=True):
+def verify_trail(*, batch_size=10_000, with_checkpoints=True, using=None):
     """Check the whole chain and, with `with_checkpoints`, that every signed checkpoint is
     genuine and still matches the table (which a chain rewritten from scratch would not).
 
-    Returns a Verification; raises ChainBroken naming the first wrong entry.
+    Returns a Verification; raises ChainBroken naming the first wrong entry. `using` checks
+    another database's trail (a database just restored).
     """
     checkpoints = {cp.seq: cp for cp in read_checkpoints()} if with_checkpoints else {}
     last_good = None
     seq, head_hash, count = 0, GENESIS_HASH, 0
-    for seq, head_hash in walk_chain(batch_size=batch_size):
+    for seq, head_hash in walk_chain(batch_size=batch_size, using=using):
         count += 1
         checkpoint = checkpoints.get(seq)
         if checkpoint is None:

@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, Group
 from django.db import models
@@ -69,6 +71,77 @@ class User(AbstractUser):
         if self.last_name and self.first_name and not self.first_name.isascii():
             return f"{self.last_name}{self.first_name}"
         return self.get_full_name() or self.username
+
+
+class Backup(models.Model):
+    """One backup: made by `manage.py backup`, the nightly task or an administrator's request.
+
+    The row is the record of what happened; the backup itself lives in the destination under
+    `name`, and its authenticated manifest is inside it (a copy is kept here for the page).
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        DELETED = "deleted", _("Deleted (retention)")
+
+    class Stage(models.TextChoices):
+        COUNTING = "counting", _("Counting rows")
+        DATABASE = "database", _("Dumping the database")
+        FILES = "files", _("Copying files")
+        STORING = "storing", _("Storing")
+        DONE = "done", _("Done")
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", _("Nightly schedule")
+        REQUEST = "request", _("Administrator")
+        COMMAND = "command", _("Command line")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status, default=Status.QUEUED, db_index=True
+    )
+    trigger = models.CharField(_("started by"), max_length=20, choices=Trigger)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    stage = models.CharField(_("stage"), max_length=20, choices=Stage, blank=True)
+    # Bytes read so far (database dump and files): the page's progress while it runs.
+    bytes_done = models.BigIntegerField(_("bytes read"), default=0)
+    name = models.CharField(_("name"), max_length=200, blank=True)
+    destination = models.CharField(_("destination"), max_length=500, blank=True)
+    size = models.BigIntegerField(_("size"), null=True, blank=True)
+    key_id = models.CharField(_("key id"), max_length=64, blank=True)
+    manifest = models.JSONField(_("manifest"), default=dict, blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("backup")
+        verbose_name_plural = _("backups")
+
+    def __str__(self):
+        return self.name or str(self.id)
+
+    @property
+    def finished(self):
+        return self.status not in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
 
 
 from accounts.audit import AuditEntry  # noqa: E402,F401

