@@ -157,11 +157,21 @@ class ContainerWriter:
         self.closed = False
 
     def write(self, data):
-        self._buffer += data
         self.bytes_in += len(data)
-        while len(self._buffer) >= self._chunk_size:
-            self._seal(bytes(self._buffer[: self._chunk_size]), MORE)
-            del self._buffer[: self._chunk_size]
+        view, size = memoryview(data), self._chunk_size
+        if self._buffer:
+            missing = size - len(self._buffer)
+            self._buffer += view[:missing]
+            view = view[missing:]
+            if len(self._buffer) < size:
+                return
+            self._seal(bytes(self._buffer), MORE)
+            self._buffer.clear()
+        # Whole chunks straight from the caller's buffer, without copying them first.
+        while len(view) >= size:
+            self._seal(view[:size], MORE)
+            view = view[size:]
+        self._buffer += view
 
     def close(self):
         if not self.closed:

@@ -31,6 +31,7 @@ from pathlib import Path
 import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.utils import ConnectionDoesNotExist, load_backend
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from psycopg import sql
@@ -117,7 +118,7 @@ def check_program(name, server_version_num):
 
 def connection_params(alias=DEFAULT_DB_ALIAS, dbname=None):
     """libpq keywords of a configured database, optionally for another database on its server."""
-    db = connections.databases[alias]
+    db = connections[alias].settings_dict
     params = {
         "dbname": dbname or db["NAME"],
         "host": db.get("HOST") or None,
@@ -755,20 +756,25 @@ def _restore_file(media_root, relative, blocks):
 
 
 def _register_alias(alias, name):
-    connections.databases[alias] = {
-        **connections.databases[DEFAULT_DB_ALIAS],
-        "NAME": name,
-        "CONN_MAX_AGE": 0,
-    }
+    """A connection alias for the database `name` on the default database's server.
+
+    Made as Django makes a connection, but not added to settings.DATABASES: it lives only as
+    long as the restore, in this thread.
+    """
+    settings_dict = {**connections[DEFAULT_DB_ALIAS].settings_dict, "NAME": name}
+    settings_dict["CONN_MAX_AGE"] = 0
+    backend = load_backend(settings_dict["ENGINE"])
+    connections[alias] = backend.DatabaseWrapper(settings_dict, alias)
 
 
 def _unregister_alias(alias):
-    if alias in connections.databases:
-        with contextlib.suppress(Exception):
-            connections[alias].close()
-        del connections.databases[alias]
-        with contextlib.suppress(AttributeError):
-            delattr(connections._connections, alias)
+    try:
+        wrapper = connections[alias]
+    except ConnectionDoesNotExist:
+        return
+    with contextlib.suppress(Exception):
+        wrapper.close()
+    del connections[alias]
 
 
 def _drop_database(name):

@@ -14,3 +14,18 @@ def lockouts():
     login_locked_out.connect(remember, dispatch_uid="test-lockouts")
     yield received
     login_locked_out.disconnect(dispatch_uid="test-lockouts")
+
+
+@pytest.fixture(scope="session")
+def backup_keys(tmp_path_factory):
+    """An RSA key pair for backups, and a second private key they were not made for."""
+    from accounts import backup_container
+
+    directory = tmp_path_factory.mktemp("backup-keys")
+    backup_container.create_key_pair(directory / "private.pem", directory / "public.pem")
+    backup_container.create_key_pair(directory / "other.pem", directory / "other-public.pem")
+    return {
+        "private": directory / "private.pem",
+        "public": directory / "public.pem",
+        "other": directory / "other.pem",
+    }
