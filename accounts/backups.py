@@ -478,6 +478,44 @@ def _write_files(archive, root, progress):
     return files
 
 
+# The page's summary ---------------------------------------------------------------------------
+
+
+def destination_label():
+    if settings.BACKUP_S3_BUCKET:
+        return f"s3://{settings.BACKUP_S3_BUCKET}/{settings.BACKUP_S3_PREFIX}"
+    return str(settings.BACKUP_DIR)
+
+
+def configured_key_id():
+    """The configured public key's id, or None when it cannot be read."""
+    try:
+        return container.key_id(public_key())
+    except BackupError:
+        return None
+
+
+def warning():
+    """What administrators must be told about backups, or "" when all is well: the latest one
+    failed, none succeeded recently, or no key to encrypt them with."""
+    if configured_key_id() is None:
+        return _("No backup public key can be read (BACKUP_PUBLIC_KEY_FILE): backups fail.")
+    latest = (
+        Backup.objects.exclude(status__in=[Backup.Status.QUEUED, Backup.Status.RUNNING])
+        .exclude(status=Backup.Status.DELETED)
+        .order_by("-created_at")
+        .first()
+    )
+    if latest is not None and latest.status == Backup.Status.FAILED:
+        return _("The latest backup failed: %(error)s") % {"error": latest.error}
+    since = timezone.now() - datetime.timedelta(hours=settings.BACKUP_MAX_AGE_HOURS)
+    if not Backup.objects.filter(status=Backup.Status.SUCCEEDED, finished_at__gte=since).exists():
+        return _("No backup has succeeded in the last %(hours)s hours.") % {
+            "hours": settings.BACKUP_MAX_AGE_HOURS
+        }
+    return ""
+
+
 # Retention ------------------------------------------------------------------------------------
 
 

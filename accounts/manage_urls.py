@@ -1,5 +1,6 @@
 from django.urls import path
 
+from accounts import backup_views
 from accounts import manage_views as views
 
 app_name = "manage"
@@ -24,4 +25,7 @@ urlpatterns = [
     path("teams/new/", views.team_create, name="team_create"),
     path("teams/<int:pk>/", views.team_edit, name="team_edit"),
     path("teams/<int:pk>/delete/", views.team_delete, name="team_delete"),
+    path("backups/", backup_views.backup_list, name="backups"),
+    path("backups/start/", backup_views.backup_start, name="backup_start"),
+    path("backups/<uuid:pk>/", backup_views.backup_detail, name="backup_detail"),
 ]

@@ -29,3 +29,13 @@ def backup_keys(tmp_path_factory):
         "public": directory / "public.pem",
         "other": directory / "other.pem",
     }
+
+
+@pytest.fixture
+def backup_settings(settings, tmp_path, backup_keys):
+    """Backups into a directory of the test's own, encrypted for `backup_keys`."""
+    settings.BACKUP_DIR = tmp_path / "backups"
+    settings.BACKUP_PUBLIC_KEY_FILE = str(backup_keys["public"])
+    settings.BACKUP_PRIVATE_KEY_FILE = str(backup_keys["private"])
+    settings.BACKUP_S3_BUCKET = ""
+    return settings

@@ -18,15 +18,6 @@ from customers.models import Customer
 CHUNK_RECORD = 5 + container.CHUNK_SIZE + container.TAG_BYTES
 
 
-@pytest.fixture
-def backup_settings(settings, tmp_path, backup_keys):
-    settings.BACKUP_DIR = tmp_path / "backups"
-    settings.BACKUP_PUBLIC_KEY_FILE = str(backup_keys["public"])
-    settings.BACKUP_PRIVATE_KEY_FILE = str(backup_keys["private"])
-    settings.BACKUP_S3_BUCKET = ""
-    return settings
-
-
 def _admin():
     return psycopg.connect(**backups.connection_params(dbname="postgres"), autocommit=True)
 
