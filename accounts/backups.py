@@ -845,7 +845,32 @@ def verify_restored(alias, manifest):
     head = manifest["database"]["audit_head"]
     if (result.head_seq, result.head_hash) != (head["seq"], head["hash"]):
         raise BackupError(_("The restored audit trail does not end where the backup's did."))
+    _check_signed_checkpoints(alias, result.head_seq)
     return result
+
+
+def _check_signed_checkpoints(alias, head_seq):
+    """The restored entries that signed checkpoints vouch for must still have the signed hash.
+
+    Checkpoints signed after the backup name entries it does not have, and are not checked.
+    """
+    try:
+        checkpoints = [cp for cp in audit.read_checkpoints() if cp.seq <= head_seq]
+    except audit.ChainBroken as broken:
+        raise BackupError(broken.message) from None
+    if not checkpoints:
+        return
+    hashes = dict(
+        audit.AuditEntry.objects.using(alias)
+        .filter(seq__in=[cp.seq for cp in checkpoints])
+        .values_list("seq", "hash")
+    )
+    for checkpoint in checkpoints:
+        if hashes.get(checkpoint.seq) != checkpoint.hash:
+            raise BackupError(
+                _("Entry %(seq)s of the restored audit trail does not match %(file)s.")
+                % {"seq": checkpoint.seq, "file": checkpoint.path.name}
+            )
 
 
 # Drills ---------------------------------------------------------------------------------------

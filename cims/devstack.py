@@ -53,6 +53,7 @@ def run():
     # A shell starts background jobs with Ctrl-C ignored; `run` must still stop on it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        create_backup_keys()
         manage("migrate", "--noinput")
         manage("seed_demo")
         say("Starting the web server, a Celery worker and Celery beat…")
@@ -82,6 +83,20 @@ def run():
         return error.returncode or 1
     finally:
         stop()
+
+
+def create_backup_keys():
+    """A development key pair for backups under var/keys/, unless configured otherwise.
+
+    Production makes its pair elsewhere and gives the server the public key only.
+    """
+    if os.environ.get("BACKUP_PUBLIC_KEY_FILE"):
+        return
+    from accounts.backup_container import create_key_pair
+
+    keys = embedded.VAR_DIR / "keys"
+    if create_key_pair(keys / "backup-private.pem", keys / "backup-public.pem"):
+        say(f"Created a development backup key pair in {keys}/")
 
 
 def wait_until_ready(url, processes, timeout=60):

@@ -38,4 +38,7 @@ def backup_settings(settings, tmp_path, backup_keys):
     settings.BACKUP_PUBLIC_KEY_FILE = str(backup_keys["public"])
     settings.BACKUP_PRIVATE_KEY_FILE = str(backup_keys["private"])
     settings.BACKUP_S3_BUCKET = ""
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "checkpoints"
+    settings.AUDIT_SIGNING_KEY_FILE = str(tmp_path / "audit-signing-key.pem")
+    settings.AUDIT_SIGNING_KEY_AUTOCREATE = True
     return settings

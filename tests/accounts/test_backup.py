@@ -1,5 +1,7 @@
 """Backups on the real PostgreSQL: round trip, refusals before anything is written, versions."""
 
+import base64
+import json
 import os
 import uuid
 
@@ -146,6 +148,53 @@ def test_restored_database_reads_encrypted_fields_and_its_trail_verifies(
     assert last.action == audit.Action.RESTORE
     assert last.data["backup_id"] == str(backup.pk)
     assert result.entries == backup.manifest["database"]["audit_head"]["seq"] + 1
+
+
+def test_restore_checks_checkpoints_signed_before_the_backup_and_skips_later_ones(
+    seeded, backup_settings, backup_keys, scratch_name
+):
+    before = audit.write_checkpoint()
+    backup = make_backup()
+    audit.record(audit.Action.SETTINGS_CHANGE, data={"after": "backup"})
+    after = audit.write_checkpoint()
+    assert audit.read_checkpoints()[-1].path == after != before
+    restored = backups.restore_backup(
+        stored_path(backup, backup_settings),
+        backups.private_key(backup_keys["private"]),
+        database=scratch_name,
+        restore_files=False,
+    )
+    assert restored.audit_entries == backup.manifest["database"]["audit_head"]["seq"]
+
+
+def test_restore_refuses_a_trail_that_does_not_match_a_signed_checkpoint(
+    seeded, backup_settings, backup_keys, scratch_name
+):
+    backup = make_backup()
+    # A checkpoint signed for a different history of the same length: what a trail rewritten
+    # before the backup was made looks like.
+    head = backup.manifest["database"]["audit_head"]["seq"]
+    key = audit.signing_key()
+    payload = {
+        "seq": head,
+        "hash": "f" * 64,
+        "entry_time": "2026-11-25T00:00:00.000000+00:00",
+        "signed_at": "2026-11-25T00:00:00.000000+00:00",
+        "key_id": audit.key_id(key.public_key()),
+    }
+    signature = base64.b64encode(key.sign(audit._signed_payload(payload))).decode()
+    backup_settings.AUDIT_CHECKPOINT_DIR.mkdir(exist_ok=True)
+    (backup_settings.AUDIT_CHECKPOINT_DIR / f"checkpoint-{head:012d}.json").write_text(
+        json.dumps({**payload, "signature": signature})
+    )
+    with pytest.raises(backups.BackupError, match="does not match checkpoint-"):
+        backups.restore_backup(
+            stored_path(backup, backup_settings),
+            backups.private_key(backup_keys["private"]),
+            database=scratch_name,
+            restore_files=False,
+        )
+    assert not database_exists(scratch_name)
 
 
 def test_verify_only_checks_everything_and_writes_nothing(
