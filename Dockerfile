@@ -7,8 +7,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # WeasyPrint needs Pango; reports and screenshots need CJK fonts; gettext compiles messages.
+# Backups need pg_dump and pg_restore of the server's major version (18, docker-compose.yml),
+# from the PostgreSQL project's repository: Debian's own is older.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk curl \
+ && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk curl ca-certificates \
+ && install -d /usr/share/postgresql-common/pgdg \
+ && curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc https://www.postgresql.org/media/keys/ACCC4CF8.asc \
+ && echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" > /etc/apt/sources.list.d/pgdg.list \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-client-18 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 cims
 
@@ -21,7 +28,7 @@ COPY --chown=cims:cims . .
 RUN DEBUG=0 SECRET_KEY=build DATABASE_URL=postgres://build@localhost/build \
     REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput
 
-RUN mkdir -p var/media var/beat && chown -R cims:cims var
+RUN mkdir -p var/media var/beat var/backups && chown -R cims:cims var
 USER cims
 EXPOSE 8000
 # The workers' heartbeat files go to memory: on a container's overlay disk they stall requests.
