@@ -20,7 +20,8 @@ Inside, the plaintext is an archive of named parts, each streamed in blocks:
     part: "F" | u16 name length | name (UTF-8) | blocks: u32 length | bytes ... | u32 0
     end:  "Z"
 
-Nothing here imports Django, so the development stack can create keys before settings load.
+Nothing here needs Django's settings, so the development stack can create keys before they
+load; messages are translated when they are shown.
 """
 
 import base64
@@ -34,6 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.utils.translation import gettext_lazy as _
 
 MAGIC = b"CIMSBAK\x01"
 FORMAT_VERSION = 1
@@ -75,7 +77,10 @@ def key_id(public_key):
 def load_public_key(path):
     key = serialization.load_pem_public_key(Path(path).read_bytes())
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size < RSA_BITS:
-        raise ValueError(f"{path} is not an RSA public key of at least {RSA_BITS} bits.")
+        raise ValueError(
+            _("%(path)s is not an RSA public key of at least %(bits)s bits.")
+            % {"path": path, "bits": RSA_BITS}
+        )
     return key
 
 
@@ -86,7 +91,7 @@ def load_private_key(path, password=None):
         # Raised both for an encrypted key without a password and a password for a plain key.
         raise ValueError(f"{path}: {error}") from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError(f"{path} is not an RSA private key.")
+        raise ValueError(_("%(path)s is not an RSA private key.") % {"path": path})
     return key
 
 
@@ -205,28 +210,31 @@ def read_header(source):
     """(header dict, raw header bytes) from the start of a container; no key needed."""
     magic = _read_exactly(source, len(MAGIC))
     if magic != MAGIC:
-        raise ContainerError("This is not a CIMS backup (or its format is unknown).")
+        raise ContainerError(_("This is not a CIMS backup (or its format is unknown)."))
     length_bytes = _read_exactly(source, _LENGTH.size)
     if len(length_bytes) < _LENGTH.size:
-        raise ContainerError("The backup is truncated: its header is incomplete.")
+        raise ContainerError(_("The backup is truncated: its header is incomplete."))
     (length,) = _LENGTH.unpack(length_bytes)
     if length > MAX_HEADER_BYTES:
-        raise ContainerError("The backup's header is damaged (impossible length).")
+        raise ContainerError(_("The backup's header is damaged (impossible length)."))
     body = _read_exactly(source, length)
     if len(body) < length:
-        raise ContainerError("The backup is truncated: its header is incomplete.")
+        raise ContainerError(_("The backup is truncated: its header is incomplete."))
     try:
         header = json.loads(body)
         if header["format"] != FORMAT_VERSION:
             raise ContainerError(
-                f"The backup has format {header['format']}; this version reads {FORMAT_VERSION}."
+                _("The backup has format %(found)s; this version reads %(known)s.")
+                % {"found": header["format"], "known": FORMAT_VERSION}
             )
         header["chunk_size"] = int(header["chunk_size"])
         base64.b64decode(header["wrapped_key"], validate=True)
     except (ValueError, KeyError, TypeError) as error:
-        raise ContainerError(f"The backup's header is damaged ({error}).") from None
+        raise ContainerError(
+            _("The backup's header is damaged (%(error)s).") % {"error": error}
+        ) from None
     if not 0 < header["chunk_size"] <= MAX_CHUNK_SIZE:
-        raise ContainerError("The backup's header is damaged (impossible chunk size).")
+        raise ContainerError(_("The backup's header is damaged (impossible chunk size)."))
     return header, MAGIC + length_bytes + body
 
 
@@ -238,13 +246,16 @@ class ContainerReader:
         expected = key_id(private_key.public_key())
         if self.header["key_id"] != expected:
             raise WrongKey(
-                f"The backup was encrypted for key {self.header['key_id'][:16]}…, "
-                f"not for the key given ({expected[:16]}…)."
+                _(
+                    "The backup was encrypted for key %(wanted)s…, "
+                    "not for the key given (%(given)s…)."
+                )
+                % {"wanted": self.header["key_id"][:16], "given": expected[:16]}
             )
         try:
             data_key = private_key.decrypt(base64.b64decode(self.header["wrapped_key"]), _oaep())
         except ValueError:
-            raise WrongKey("The backup's data key does not unwrap with the key given.") from None
+            raise WrongKey(_("The backup's data key does not unwrap with the key given.")) from None
         self._source = source
         self._aead = AESGCM(data_key)
         self._associated = hashlib.sha256(raw).digest()
@@ -257,28 +268,36 @@ class ContainerReader:
             prefix = _read_exactly(self._source, 1 + _LENGTH.size)
             if not prefix:
                 raise ContainerError(
-                    f"The backup is truncated: it ends after chunk {index} without its last chunk."
+                    _("The backup is truncated: it ends after chunk %(n)s without its last chunk.")
+                    % {"n": index}
                 )
             if len(prefix) < 1 + _LENGTH.size:
-                raise ContainerError(f"The backup is truncated inside chunk {index + 1}.")
+                raise ContainerError(
+                    _("The backup is truncated inside chunk %(n)s.") % {"n": index + 1}
+                )
             flag, (length,) = prefix[0], _LENGTH.unpack(prefix[1:])
             if flag not in (MORE, LAST) or length > full or (flag == MORE and length != full):
-                raise ContainerError(f"Chunk {index + 1} of the backup is damaged.")
+                raise ContainerError(_("Chunk %(n)s of the backup is damaged.") % {"n": index + 1})
             sealed = _read_exactly(self._source, length)
             if len(sealed) < length:
-                raise ContainerError(f"The backup is truncated inside chunk {index + 1}.")
+                raise ContainerError(
+                    _("The backup is truncated inside chunk %(n)s.") % {"n": index + 1}
+                )
             try:
                 plaintext = self._aead.decrypt(_nonce(index, flag), sealed, self._associated)
             except InvalidTag:
                 raise ContainerError(
-                    f"Chunk {index + 1} of the backup is damaged, out of place or from another "
-                    "backup: it does not authenticate."
+                    _(
+                        "Chunk %(n)s of the backup is damaged, out of place or from another "
+                        "backup: it does not authenticate."
+                    )
+                    % {"n": index + 1}
                 ) from None
             yield plaintext
             index += 1
             if flag == LAST:
                 if self._source.read(1):
-                    raise ContainerError("The backup has data after its last chunk.")
+                    raise ContainerError(_("The backup has data after its last chunk."))
                 return
 
 
@@ -349,10 +368,10 @@ def read_parts(reader):
         kind = stream.read(1)
         if kind == END:
             if not stream.at_end():
-                raise ContainerError("The backup's archive has data after its end.")
+                raise ContainerError(_("The backup's archive has data after its end."))
             return
         if kind != PART:
-            raise ContainerError("The backup's archive is damaged (unknown record).")
+            raise ContainerError(_("The backup's archive is damaged (unknown record)."))
         length_bytes = stream.read(_NAME_LENGTH.size)
         (length,) = _NAME_LENGTH.unpack(length_bytes)
         name = stream.read(length).decode()
@@ -366,12 +385,12 @@ def _blocks(stream, consumed):
     while True:
         length_bytes = stream.read(_LENGTH.size)
         if len(length_bytes) < _LENGTH.size:
-            raise ContainerError("The backup's archive is damaged (a part is cut short).")
+            raise ContainerError(_("The backup's archive is damaged (a part is cut short)."))
         (length,) = _LENGTH.unpack(length_bytes)
         if length == 0:
             consumed.append(True)
             return
         data = stream.read(length)
         if len(data) < length:
-            raise ContainerError("The backup's archive is damaged (a part is cut short).")
+            raise ContainerError(_("The backup's archive is damaged (a part is cut short)."))
         yield data

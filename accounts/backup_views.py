@@ -30,9 +30,7 @@ def backup_list(request):
     )
     context = {
         "page": page,
-        "pending": Backup.objects.filter(
-            status__in=[Backup.Status.QUEUED, Backup.Status.RUNNING]
-        ).exists(),
+        "pending": Backup.objects.unfinished().exists(),
         "warning": backups.warning(),
         "destination": backups.destination_label(),
         "key_id": backups.configured_key_id(),
@@ -51,13 +49,10 @@ def backup_list(request):
 def backup_start(request):
     if not can_manage_users(request.user):
         raise PermissionDenied
+    backups.fail_interrupted()
     with transaction.atomic():
         # Locked so that two administrators clicking at once start one backup, not two.
-        busy = (
-            Backup.objects.select_for_update()
-            .filter(status__in=[Backup.Status.QUEUED, Backup.Status.RUNNING])
-            .exists()
-        )
+        busy = Backup.objects.select_for_update().unfinished().exists()
         if not busy:
             backup = backups.create_backup(
                 trigger=Backup.Trigger.REQUEST, requested_by=request.user

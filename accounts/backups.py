@@ -308,6 +308,18 @@ class _Progress:
             self.saved_at = time.monotonic()
 
 
+def fail_interrupted(*, older_than=None):
+    """Mark backups left unfinished by a worker that stopped as failed, so that they neither
+    block new ones nor hide the failure. A backup untouched for BACKUP_STALLED_HOURS is one."""
+    older_than = older_than or datetime.timedelta(hours=settings.BACKUP_STALLED_HOURS)
+    stalled = Backup.objects.unfinished().filter(created_at__lt=timezone.now() - older_than)
+    return stalled.update(
+        status=Backup.Status.FAILED,
+        finished_at=timezone.now(),
+        error=_("Interrupted: the worker stopped before the backup finished."),
+    )
+
+
 def create_backup(*, trigger, requested_by=None):
     """A new queued Backup row; `run_backup` makes it."""
     return Backup.objects.create(trigger=trigger, requested_by=requested_by)

@@ -73,6 +73,11 @@ class User(AbstractUser):
         return self.get_full_name() or self.username
 
 
+class BackupQuerySet(models.QuerySet):
+    def unfinished(self):
+        return self.filter(status__in=[Backup.Status.QUEUED, Backup.Status.RUNNING])
+
+
 class Backup(models.Model):
     """One backup: made by `manage.py backup`, the nightly task or an administrator's request.
 
@@ -124,6 +129,8 @@ class Backup(models.Model):
     key_id = models.CharField(_("key id"), max_length=64, blank=True)
     manifest = models.JSONField(_("manifest"), default=dict, blank=True)
     error = models.TextField(_("error"), blank=True)
+
+    objects = BackupQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

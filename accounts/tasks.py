@@ -48,6 +48,7 @@ def run_backup(self, backup_id):
 def scheduled_backup(self):
     """The nightly backup (Celery beat), then the retention. A failure is on the row, in the
     audit trail and on the backups page; it is raised so the worker's log shows it too."""
+    backups.fail_interrupted()
     backup = backups.create_backup(trigger=Backup.Trigger.SCHEDULE)
     backups.run_backup(backup)
     backups.prune()

@@ -578,6 +578,9 @@ BACKUP_KEEP_MONTHLY = env_int("BACKUP_KEEP_MONTHLY", 12)
 BACKUP_COMPRESSION_LEVEL = env_int("BACKUP_COMPRESSION_LEVEL", 6)
 # Administrators are warned when the newest successful backup is older than this.
 BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26)
+# A backup still unfinished this long after it was asked for lost its worker: it is marked
+# failed (and no longer blocks starting another).
+BACKUP_STALLED_HOURS = env_int("BACKUP_STALLED_HOURS", 12)
 # pg_dump and pg_restore must be at least the server's major version: the directory holding
 # them, by default the embedded server's own, else whichever the PATH finds.
 PG_BIN_DIR = os.environ.get("PG_BIN_DIR", "") or (

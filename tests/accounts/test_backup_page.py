@@ -1,9 +1,11 @@
 """The administrators' backups page, and backups made by a real Celery worker."""
 
+import datetime
 import time
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts import audit
 from accounts.models import Backup
@@ -117,3 +119,20 @@ def test_nightly_task_on_a_worker_records_failure_for_administrators(
     assert entry.object_id == str(backup.pk) and "gone.pem" in entry.data["error"]
     page = admin_client.get(reverse("manage:backups")).content.decode()
     assert 'role="alert"' in page and "Failed" in page and "gone.pem" in page
+
+
+@pytest.mark.django_db
+def test_a_backup_whose_worker_died_is_failed_and_no_longer_blocks_a_new_one(
+    admin_client, backup_settings, english, django_capture_on_commit_callbacks
+):
+    stalled = Backup.objects.create(trigger=Backup.Trigger.SCHEDULE, status=Backup.Status.RUNNING)
+    Backup.objects.filter(pk=stalled.pk).update(
+        created_at=timezone.now() - datetime.timedelta(hours=13)
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = admin_client.post(reverse("manage:backup_start"), follow=True)
+    assert "Backup started." in response.content.decode()
+    assert len(callbacks) == 1
+    stalled.refresh_from_db()
+    assert stalled.status == Backup.Status.FAILED
+    assert stalled.error == "Interrupted: the worker stopped before the backup finished."
