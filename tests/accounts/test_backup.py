@@ -336,3 +336,31 @@ def test_embedded_server_uses_its_own_pg_dump():
 
     program = embedded.bin_dir() / "pg_dump"
     assert backups._program_major(str(program)) >= 18
+
+
+def test_a_private_key_kept_under_a_passphrase_restores_with_the_passphrase_file(
+    seeded, backup_settings, backup_keys, tmp_path, capsys
+):
+    from cryptography.hazmat.primitives import serialization
+
+    key = backups.private_key(backup_keys["private"])
+    locked = tmp_path / "locked.pem"
+    locked.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"plum blossom"),
+        )
+    )
+    (tmp_path / "passphrase").write_text("plum blossom\n")
+    path = str(stored_path(make_backup(), backup_settings))
+    with pytest.raises(CommandError, match="private key is encrypted"):
+        call_command("restore", path, private_key=str(locked), verify_only=True)
+    call_command(
+        "restore",
+        path,
+        private_key=str(locked),
+        passphrase_file=str(tmp_path / "passphrase"),
+        verify_only=True,
+    )
+    assert "is intact" in capsys.readouterr().out
