@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -405,20 +406,30 @@ def _make(backup, to):
 
 def _write_parts(archive, backup, progress):
     params = connection_params()
-    with _connect(params) as conn:
+    # Autocommit, so that the BEGIN below starts the transaction (psycopg would otherwise have
+    # begun one at its default isolation level already).
+    with _connect(params, autocommit=True) as conn:
         # One snapshot for the dump and for the counts: the manifest describes exactly the
-        # rows that were dumped, however busy the database is meanwhile.
+        # rows that were dumped, however busy the database is meanwhile. It stays valid while
+        # this transaction is open.
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         server_version = conn.info.server_version
         pg_dump = check_program("pg_dump", server_version)
-        progress.stage(Backup.Stage.COUNTING)
-        with conn.cursor() as cursor:
-            tables = table_checksums(cursor)
-            head = _audit_head(cursor)
         progress.stage(Backup.Stage.DATABASE)
-        dump = _dump_database(archive, pg_dump, params, snapshot, progress)
-        conn.rollback()
+        # The counts are read on a second connection while pg_dump runs: the server counts
+        # while pg_dump compresses.
+        counter = _SnapshotCounter(params, snapshot)
+        counter.start()
+        try:
+            dump = _dump_database(archive, pg_dump, params, snapshot, progress)
+        finally:
+            counter.join()
+            conn.execute("ROLLBACK")
+    if counter.error is not None:
+        raise BackupError(
+            _("Counting the tables failed: %(error)s") % {"error": counter.error}
+        ) from counter.error
     progress.stage(Backup.Stage.FILES)
     files = _write_files(archive, Path(settings.MEDIA_ROOT), progress)
     return {
@@ -427,11 +438,34 @@ def _write_parts(archive, backup, progress):
             "server_version": server_version,
             "pg_dump_version": _program_major(pg_dump),
             **dump,
-            "tables": tables,
-            "audit_head": head,
+            "tables": counter.tables,
+            "audit_head": counter.head,
         },
         "files": files,
     }
+
+
+class _SnapshotCounter(threading.Thread):
+    """Reads every table's count and checksum, and the audit head, in an exported snapshot."""
+
+    def __init__(self, params, snapshot):
+        super().__init__(name="backup-counter", daemon=True)
+        self.params, self.snapshot = params, snapshot
+        self.tables = self.head = self.error = None
+
+    def run(self):
+        try:
+            with _connect(self.params, autocommit=True) as conn:
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                conn.execute(
+                    sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot))
+                )
+                with conn.cursor() as cursor:
+                    self.tables = table_checksums(cursor)
+                    self.head = _audit_head(cursor)
+                conn.execute("ROLLBACK")
+        except Exception as error:  # raised by the backup's thread after join()
+            self.error = error
 
 
 def _dump_database(archive, pg_dump, params, snapshot, progress):
@@ -836,10 +870,10 @@ def _drop_database(name):
 def verify_restored(alias, manifest):
     """Compare the database behind `alias` with the manifest and verify its audit trail."""
     params = connection_params(alias)
-    with _connect(params) as conn, conn.cursor() as cursor:
+    with _connect(params, autocommit=True) as conn, conn.cursor() as cursor:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         tables = table_checksums(cursor)
-        conn.rollback()
+        conn.execute("ROLLBACK")
     expected = manifest["database"]["tables"]
     for table in sorted(set(expected) | set(tables)):
         if expected.get(table) != tables.get(table):

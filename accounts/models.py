@@ -93,7 +93,6 @@ class Backup(models.Model):
         DELETED = "deleted", _("Deleted (retention)")
 
     class Stage(models.TextChoices):
-        COUNTING = "counting", _("Counting rows")
         DATABASE = "database", _("Dumping the database")
         FILES = "files", _("Copying files")
         STORING = "storing", _("Storing")

@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='created at')),
                 ('started_at', models.DateTimeField(blank=True, null=True, verbose_name='started at')),
                 ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='finished at')),
-                ('stage', models.CharField(blank=True, choices=[('counting', 'Counting rows'), ('database', 'Dumping the database'), ('files', 'Copying files'), ('storing', 'Storing'), ('done', 'Done')], max_length=20, verbose_name='stage')),
+                ('stage', models.CharField(blank=True, choices=[('database', 'Dumping the database'), ('files', 'Copying files'), ('storing', 'Storing'), ('done', 'Done')], max_length=20, verbose_name='stage')),
                 ('bytes_done', models.BigIntegerField(default=0, verbose_name='bytes read')),
                 ('name', models.CharField(blank=True, max_length=200, verbose_name='name')),
                 ('destination', models.CharField(blank=True, max_length=500, verbose_name='destination')),

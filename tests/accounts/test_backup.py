@@ -364,3 +364,34 @@ def test_a_private_key_kept_under_a_passphrase_restores_with_the_passphrase_file
         verify_only=True,
     )
     assert "is intact" in capsys.readouterr().out
+
+
+def test_rows_committed_while_the_backup_runs_are_in_neither_dump_nor_manifest(
+    seeded, backup_settings, backup_keys, scratch_name, monkeypatch
+):
+    # Once the snapshot is exported (the backup says it starts on the database), another
+    # session commits a customer: the snapshot must hide it from the dump and the counts alike.
+    original_stage = backups._Progress.stage
+
+    def stage(progress, name):
+        if name == Backup.Stage.DATABASE:
+            with psycopg.connect(**backups.connection_params(), autocommit=True) as other:
+                other.execute(
+                    "UPDATE customers_customer SET company = 'changed meanwhile' "
+                    "WHERE display_name = '客户3'"
+                )
+                other.execute("DELETE FROM customers_customer WHERE display_name = '客户4'")
+        original_stage(progress, name)
+
+    monkeypatch.setattr(backups._Progress, "stage", stage)
+    backup = make_backup()
+    live = checksums(connection.settings_dict["NAME"])["public.customers_customer"]
+    manifest = backup.manifest["database"]["tables"]["public.customers_customer"]
+    assert manifest["rows"] == 25 and live["rows"] == 24
+    backups.restore_backup(
+        stored_path(backup, backup_settings),
+        backups.private_key(backup_keys["private"]),
+        database=scratch_name,
+        restore_files=False,
+    )
+    assert checksums(scratch_name)["public.customers_customer"] == manifest != live
