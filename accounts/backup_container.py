@@ -170,8 +170,8 @@ class ContainerWriter:
             view = view[missing:]
             if len(self._buffer) < size:
                 return
-            self._seal(bytes(self._buffer), MORE)
-            self._buffer.clear()
+            self._seal(self._buffer, MORE)
+            self._buffer = bytearray()
         # Whole chunks straight from the caller's buffer, without copying them first.
         while len(view) >= size:
             self._seal(view[:size], MORE)
@@ -324,8 +324,9 @@ class ArchiveWriter:
     def write(self, data):
         # Blocks of at most one chunk, so a reader never holds more than that of one part.
         for start in range(0, len(data), CHUNK_SIZE):
-            block = data[start : start + CHUNK_SIZE]
-            self._container.write(_LENGTH.pack(len(block)) + block)
+            block = memoryview(data)[start : start + CHUNK_SIZE]
+            self._container.write(_LENGTH.pack(len(block)))
+            self._container.write(block)
 
     def end(self):
         self._container.write(_LENGTH.pack(0))
