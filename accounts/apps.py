@@ -14,9 +14,10 @@ class AccountsConfig(AppConfig):
     def ready(self):
         # Importing the module connects the audit trail's receivers for sign-in, sign-out and
         # lockouts.
-        from accounts import audit, signals  # noqa: F401
+        from accounts import audit, backups, signals  # noqa: F401
 
         checks.register(audit.check_signing_key, checks.Tags.security, deploy=True)
+        checks.register(backups.check_backup_keys, checks.Tags.security, deploy=True)
         post_migrate.connect(create_missing_roles, sender=self)
 
 

@@ -956,3 +956,29 @@ def drill(backup, key, *, to=None):
         data={"tables": restored.tables, "rows": restored.rows},
     )
     return restored
+
+
+def check_backup_keys(app_configs=None, **kwargs):
+    """Deploy check: backups can be encrypted, and the private key is not on the server."""
+    from django.core.checks import Error, Warning
+
+    problems = []
+    if configured_key_id() is None:
+        problems.append(
+            Error(
+                "No backup public key: set BACKUP_PUBLIC_KEY_FILE to an RSA-3072 public key (PEM).",
+                hint="openssl pkey -in backup-private.pem -pubout -out backup-public.pem",
+                id="accounts.E102",
+            )
+        )
+    private = settings.BACKUP_PRIVATE_KEY_FILE
+    if private and Path(private).exists():
+        problems.append(
+            Warning(
+                "The backup private key is on this server (BACKUP_PRIVATE_KEY_FILE): anyone "
+                "who takes the server can read every backup.",
+                hint="Keep it offline and run restore drills where it is kept.",
+                id="accounts.W103",
+            )
+        )
+    return problems

@@ -139,3 +139,13 @@ def test_prune_deletes_old_backups_from_s3(transactional_db, s3_bucket, backup_s
 
     assert sorted(deleted) == [name_at(old[0]), name_at(old[1])]
     assert keys_in(s3_bucket) == ["elsewhere/keep-me", f"nightly/{name_at(old[2])}"]
+
+
+def test_deploy_check_wants_a_public_key_and_no_private_key_on_the_server(
+    backup_settings, backup_keys
+):
+    assert [problem.id for problem in backups.check_backup_keys()] == ["accounts.W103"]
+    backup_settings.BACKUP_PRIVATE_KEY_FILE = ""
+    assert backups.check_backup_keys() == []
+    backup_settings.BACKUP_PUBLIC_KEY_FILE = str(backup_keys["other"])  # a private key
+    assert [problem.id for problem in backups.check_backup_keys()] == ["accounts.E102"]

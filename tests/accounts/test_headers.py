@@ -128,6 +128,11 @@ def production_env(tmp_path):
             serialization.NoEncryption(),
         )
     )
+    from accounts.backup_container import create_key_pair
+
+    # Production holds the backup public key only.
+    create_key_pair(tmp_path / "backup-private.pem", tmp_path / "backup-public.pem")
+    (tmp_path / "backup-private.pem").unlink()
     # The browser tests lift Django's async safety check for their process; a server must not.
     environment = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     return {
@@ -136,6 +141,7 @@ def production_env(tmp_path):
         "SECRET_KEY": base64.b64encode(os.urandom(48)).decode(),
         "ALLOWED_HOSTS": "cims.example.com",
         "AUDIT_SIGNING_KEY_FILE": str(signing_key),
+        "BACKUP_PUBLIC_KEY_FILE": str(tmp_path / "backup-public.pem"),
         "FIELD_ENCRYPTION_KEYS": "1:" + base64.b64encode(os.urandom(32)).decode(),
         "BLIND_INDEX_KEY": base64.b64encode(os.urandom(32)).decode(),
         "CIMS_VAR_DIR": str(tmp_path / "var"),
