@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.utils import ConnectionDoesNotExist, load_backend
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -336,6 +336,10 @@ def run_backup(backup, *, to=None):
     backup.save(update_fields=["status", "started_at", "error"])
     try:
         _make(backup, to)
+    except DatabaseError:
+        # This application's own database failed under the backup's bookkeeping: nothing can
+        # be recorded now; the task retries (and the backup starts again).
+        raise
     except Exception as error:
         message = str(error)
         if not isinstance(error, BackupError):
