@@ -431,6 +431,11 @@ def _shown(value):
         return "—"
     if isinstance(value, bool):
         return _("Yes") if value else _("No")
+    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        # Answers, submitted changes, order lines: one line each, "name: value, ...".
+        return "\n".join(
+            ", ".join(f"{key}: {_shown(item)}" for key, item in entry.items()) for entry in value
+        )
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
