@@ -79,11 +79,12 @@ def manage(request, token):
                     purposes=None if purpose == "all" else [purpose],
                 )
                 return HttpResponseRedirect(_with_language(request.path, request, done=1))
+        states = consents.overview(customer)
         context = {
-            "states": consents.overview(customer),
+            "states": states,
+            "any_granted": any(state.granted for state in states),
             "email": mask_email(customer.email),
             "done": request.GET.get("done") == "1",
-            "one_click": reverse("consents:one_click", args=[token]),
         }
         return render(request, "customers/consents/manage.html", context)
 
