@@ -344,3 +344,19 @@ def test_consent_filter_combines_purposes(customer, make_customer):
 def test_unknown_consent_filter_value_is_a_form_error(manager_client, customer):
     response = manager_client.get(reverse("customers:list") + "?consent=everything")
     assert response.status_code == 400
+
+
+def test_demo_load_writes_consented_purposes_as_the_triggers_would():
+    import io
+
+    from django.core.management import call_command
+
+    call_command("seed_demo", customers=60, stdout=io.StringIO())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), count(*) FILTER (WHERE consented_purposes <> '{}'), "
+            "count(*) FILTER (WHERE consented_purposes <> customers_current_consents(id)) "
+            "FROM customers_customer"
+        )
+        total, consenting, wrong = cursor.fetchone()
+    assert total >= 60 and consenting > 0 and wrong == 0
