@@ -204,3 +204,47 @@ def unsubscribe_headers(token):
 
 
 PUBLIC_SOURCE = Source.WEB_FORM
+
+
+# Measuring ---------------------------------------------------------------------------------
+
+
+def measure_consent_filter(*, purpose=EMAIL_PURPOSE, runs=20):
+    """Median milliseconds of the consent filter's queries over every customer (as an
+    administrator sees the list), and PostgreSQL's plans for them: for docs/benchmarks.md."""
+    import statistics
+    import time
+
+    from customers.filters import SORTS
+
+    everyone = Customer.objects.all()
+    queries = {
+        "count granted": lambda: consenting(everyone, purpose).count(),
+        "first page, granted": lambda: len(
+            consenting(everyone, purpose).order_by(*SORTS["-created"]).values_list("id")[:50]
+        ),
+        "count not granted": lambda: not_consenting(everyone, purpose).count(),
+        "every id granted (what an export reads)": lambda: len(
+            consenting(everyone, purpose).values_list("id", flat=True)
+        ),
+    }
+    figures = {}
+    for name, query in queries.items():
+        timings = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            result = query()
+            timings.append((time.perf_counter() - started) * 1000)
+        figures[name] = {"median_ms": statistics.median(timings), "result": result}
+    figures["customers"] = everyone.count()
+    figures["plans"] = {
+        "ids granted": consenting(everyone, purpose)
+        .order_by()
+        .values_list("id")
+        .explain(analyze=True),
+        "first page, granted": consenting(everyone, purpose)
+        .order_by(*SORTS["-created"])
+        .values_list("id")[:50]
+        .explain(analyze=True),
+    }
+    return figures

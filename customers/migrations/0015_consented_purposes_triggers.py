@@ -40,13 +40,18 @@ BEFORE UPDATE OF consented_purposes ON customers_customer
 FOR EACH ROW WHEN (NEW.consented_purposes IS DISTINCT FROM OLD.consented_purposes)
 EXECUTE FUNCTION customers_customer_refresh_consents();
 
+-- Joined to unnest() rather than tested with = ANY(): a function's plan is cached once it has
+-- run a few times, and a cached plan tests a large array element by element, row by row.
 CREATE FUNCTION customers_refresh_consented_purposes(customer_ids uuid[]) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM 1 FROM customers_customer WHERE id = ANY(customer_ids) ORDER BY id FOR UPDATE;
-    UPDATE customers_customer SET consented_purposes = customers_current_consents(id)
-    WHERE id = ANY(customer_ids)
-        AND consented_purposes IS DISTINCT FROM customers_current_consents(id);
+    PERFORM 1 FROM customers_customer c JOIN unnest(customer_ids) i(id) ON c.id = i.id
+    ORDER BY c.id FOR UPDATE OF c;
+    UPDATE customers_customer c SET consented_purposes = fresh.purposes
+    FROM (
+        SELECT i.id, customers_current_consents(i.id) AS purposes FROM unnest(customer_ids) i(id)
+    ) fresh
+    WHERE c.id = fresh.id AND c.consented_purposes IS DISTINCT FROM fresh.purposes;
 END $$;
 
 CREATE FUNCTION customers_consents_inserted() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -360,3 +360,11 @@ def test_demo_load_writes_consented_purposes_as_the_triggers_would():
         )
         total, consenting, wrong = cursor.fetchone()
     assert total >= 60 and consenting > 0 and wrong == 0
+
+
+def test_measure_consent_filter_reports_times_and_plans(customer):
+    grant(customer)
+    figures = consents.measure_consent_filter(runs=1)
+    assert figures["count granted"]["result"] == 1
+    assert figures["count not granted"]["result"] == 0
+    assert "customer" in figures["plans"]["ids granted"]
