@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -185,7 +186,7 @@ def customer_for_token(token):
             return customers.filter(pk=payload["c"]).first()
         if "e" in payload:
             return customers.filter(email_index=bytes.fromhex(payload["e"])).first()
-    except (ValueError, TypeError, signing.BadSignature):
+    except (ValueError, TypeError, ValidationError):
         return None
     return None
 

@@ -368,3 +368,12 @@ def test_measure_consent_filter_reports_times_and_plans(customer):
     assert figures["count granted"]["result"] == 1
     assert figures["count not granted"]["result"] == 0
     assert "customer" in figures["plans"]["ids granted"]
+
+
+@pytest.mark.parametrize("payload", [{"c": "not-a-uuid"}, {"e": "zz"}, ["c"], {"x": 1}])
+def test_signed_token_with_a_malformed_payload_names_no_one(client, payload):
+    from django.core import signing
+
+    token = signing.Signer(salt=consents.TOKEN_SALT).sign_object(payload)
+    assert consents.customer_for_token(token) is None
+    assert client.get(manage_url(token)).status_code == 404
