@@ -60,6 +60,8 @@ class Action(models.TextChoices):
     CHANGES_REJECTED = "customer.changes_rejected", _("Submitted changes rejected")
     BULK_ACTION = "customer.bulk", _("Bulk action")
     REVEAL = "customer.reveal", _("Sensitive value revealed")
+    CONSENT_CHANGE = "customer.consent", _("Consent recorded")
+    DATA_EXPORT = "customer.data_export", _("Customer's data exported")
     EXPORT = "export", _("Export")
     REPORT_DOWNLOAD = "report.download", _("Report downloaded")
     IMPORT = "import", _("Import")

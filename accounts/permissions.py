@@ -218,6 +218,12 @@ def can_export(user):
     return _active(user) and _has(user, "export_customers")
 
 
+def can_export_customer_data(user, customer):
+    """Whether the user may download everything held about a customer they may see (a request
+    for access or portability): managers and administrators."""
+    return _active(user) and _has(user, "export_customer_data") and can(user, VIEW, customer)
+
+
 def can_share(user, customer):
     """Owners, and those who manage the customer's team, may share it and withdraw shares."""
     if not (_active(user) and _has(user, "share_customer") and can(user, CHANGE, customer)):

@@ -12,6 +12,7 @@ urlpatterns = [
     path("customers/duplicate-pairs/", include("customers.duplicate_urls")),
     path("customers/", include("customers.urls")),
     path("", include("intake.urls")),
+    path("privacy/", include("customers.consent_urls")),
     path("dashboard/", include("reports.dashboard_urls")),
     path("reports/analysis/", include("reports.analysis_urls")),
     path("reports/customers/", include("reports.analytics_urls")),

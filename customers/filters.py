@@ -10,6 +10,7 @@ from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team
+from customers.models import ConsentPurpose as Purpose
 from customers.models import CustomField, Gender, Order, Source, Status
 from customers.search import MAX_QUERY_LENGTH
 from reports.metrics import AGE_BAND_CHOICES, age_band_q
@@ -98,6 +99,17 @@ def sorted_customers(queryset, sort):
     if not annotations:
         return queryset
     return queryset.filter(metrics__isnull=False).annotate(**annotations)
+
+
+def consent_choices():
+    """ "<purpose>" for customers who consent to it now, "no_<purpose>" for those who do not
+    (withdrawn or never asked); built per request, in its language."""
+    granted = [(p, _("%(purpose)s: granted") % {"purpose": label}) for p, label in Purpose.choices]
+    refused = [
+        (f"no_{p}", _("%(purpose)s: not granted") % {"purpose": label})
+        for p, label in Purpose.choices
+    ]
+    return granted + refused
 
 
 def _none_or(field_name):
@@ -217,6 +229,15 @@ class CustomerFilter(django_filters.FilterSet):
         label=_("Created between"),
         widget=django_filters.widgets.DateRangeWidget(attrs={"type": "date"}),
     )
+    # Current consent, from Customer.consented_purposes (GIN-indexed, kept by triggers): for
+    # marketing lists and exports that must reach only customers who agreed.
+    consent = django_filters.MultipleChoiceFilter(
+        choices=[],  # in the request's language, set in __init__
+        label=_("Consent"),
+        help_text=_("Customers must match every choice."),
+        widget=forms.CheckboxSelectMultiple,
+        method="filter_consent",
+    )
     has_orders = django_filters.BooleanFilter(
         method="filter_has_orders",
         label=_("Has orders"),
@@ -231,6 +252,7 @@ class CustomerFilter(django_filters.FilterSet):
                 if data.get(name) == "null":
                     data[name] = NONE
         super().__init__(data, *args, **kwargs)
+        self.filters["consent"].extra["choices"] = consent_choices()
         self.custom_fields = active_custom_fields()
         for field in self.custom_fields:
             self.filters.update(_attribute_filters(field))
@@ -260,6 +282,15 @@ class CustomerFilter(django_filters.FilterSet):
         if NONE in value:
             condition |= Q(metrics__segment__isnull=True)
         return queryset.filter(condition)
+
+    def filter_consent(self, queryset, name, value):
+        granted = [v for v in value if not v.startswith("no_")]
+        refused = [v.removeprefix("no_") for v in value if v.startswith("no_")]
+        if granted:
+            queryset = queryset.filter(consented_purposes__contains=granted)
+        if refused:
+            queryset = queryset.exclude(consented_purposes__overlap=refused)
+        return queryset
 
     def filter_has_orders(self, queryset, name, value):
         if value is None:

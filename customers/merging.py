@@ -65,6 +65,7 @@ DERIVED = {
     "phone_index",
     "phone_last4_index",
     "birth_year",
+    "consented_purposes",
 }
 # A blind index (or the birthday's year) goes back together with the encrypted value it is
 # computed from.

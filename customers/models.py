@@ -287,6 +287,16 @@ class Customer(models.Model):
     )
     notes = models.TextField(_("notes"), blank=True)
     attributes = models.JSONField(_("custom attributes"), default=dict, blank=True)
+    # The purposes the customer consents to now (the latest Consent of each purpose is a grant),
+    # so that lists and exports filter on consent through one GIN index. Database triggers keep
+    # it in step with customers_consent, whatever writes there (see customers.consents).
+    consented_purposes = ArrayField(
+        models.CharField(max_length=30),
+        verbose_name=_("consents to"),
+        default=list,
+        blank=True,
+        editable=False,
+    )
     # The customer's number in another system (a previous CRM, a shop), which imports match on.
     external_id = models.CharField(
         _("external ID"),
@@ -355,6 +365,7 @@ class Customer(models.Model):
             ("export_customers", _("Can export customers")),
             ("import_customers", _("Can import customers from files")),
             ("merge_customers", _("Can merge duplicate customers")),
+            ("export_customer_data", _("Can export everything held about a customer")),
         ]
         constraints = [
             # Lower-case email and E.164 phone cannot be checked on ciphertexts: save() makes
@@ -405,6 +416,7 @@ class Customer(models.Model):
                 name="customer_phone_end_idx",
             ),
             GinIndex(fields=["tags"], name="customer_tags_idx"),
+            GinIndex(fields=["consented_purposes"], name="customer_consents_idx"),
             GinIndex(OpClass("attributes", name="jsonb_path_ops"), name="customer_attributes_idx"),
             GinIndex(fields=["search_keys"], name="customer_search_keys_idx"),
             GinIndex(OpClass("search_text", name="gin_trgm_ops"), name="customer_search_text_idx"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from customers import views
+from customers import access_export_views, consent_views, views
 
 app_name = "customers"
 
@@ -27,4 +27,10 @@ urlpatterns = [
     path("<uuid:pk>/interactions/new/", views.interaction_create, name="interaction_create"),
     path("<uuid:pk>/orders/new/", views.order_create, name="order_create"),
     path("<uuid:pk>/consents/new/", views.consent_create, name="consent_create"),
+    path("<uuid:pk>/consents/change/", consent_views.consent_change, name="consent_change"),
+    path(
+        "<uuid:pk>/data-export/<str:fmt>/",
+        access_export_views.customer_data_export,
+        name="data_export",
+    ),
 ]

@@ -25,7 +25,7 @@ from accounts.permissions import (
     visible_customers,
 )
 from cims.paging import BadCursor, count_matches, keyset_page
-from customers import places
+from customers import consents, places
 from customers.filters import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_SORT,
@@ -45,7 +45,7 @@ from customers.forms import (
     ShareForm,
 )
 from customers.masking import SENSITIVE_FIELDS
-from customers.models import BulkAction, Customer, CustomField, SavedView, Tag
+from customers.models import BulkAction, Customer, CustomField, SavedView, Source, Tag
 from customers.phones import normalize_phone
 from customers.search import normalize_email
 from customers.tasks import run_bulk_action
@@ -150,7 +150,9 @@ def customer_detail(request, pk):
     see_access = permissions.can_see_access(request.user, customer)
     context.update(
         summary=customer.order_summary(),
-        consents=customer.current_consents(),
+        consent_states=consents.overview(customer),
+        consent_sources=Source.choices,
+        can_export_data=permissions.can_export_customer_data(request.user, customer),
         attributes=_attribute_rows(customer),
         country=places.country_name(customer.country),
         # Values revealed by the POST that redirected here: shown once, recorded then.
@@ -469,10 +471,7 @@ def consent_create(request, pk):
     customer = get_customer_for(request.user, pk, "change")
     form = ConsentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        consent = form.save(commit=False)
-        consent.customer = customer
-        consent.recorded_by = request.user
-        consent.save()
+        consents.record_consent(customer=customer, recorded_by=request.user, **form.cleaned_data)
         messages.success(request, _("Consent recorded."))
         return redirect(customer)
     return render(

@@ -23,13 +23,14 @@ import unicodedata
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from customers import consents
 from customers.masking import mask_email, mask_phone
 from intake.models import Form, Submission, VerificationCode
 from intake.sms import send_sms
@@ -202,16 +203,20 @@ def _send(verification, submission, address, code, token):
     with translation.override(submission.language or settings.LANGUAGE_CODE):
         if verification.channel == VerificationCode.Channel.EMAIL:
             link = settings.SITE_URL.rstrip("/") + reverse("intake:verify_link", args=[token])
+            # Every email to a customer says how to withdraw consent, in its text and headers.
+            consent_token = consents.token_for_email(address)
             context = {
                 "code": code,
                 "link": link,
                 "minutes": minutes,
                 "form_title": submission.form.display_title,
+                "consent_link": consents.withdrawal_url(consent_token) if consent_token else "",
             }
             # Only the code, the link and the form's title: never the other answers.
             subject = _("Your verification code is %(code)s") % {"code": code}
             body = render_to_string("intake/email/verification_code.txt", context)
-            send_mail(subject, body, None, [address])
+            headers = consents.unsubscribe_headers(consent_token) if consent_token else {}
+            EmailMessage(subject, body, None, [address], headers=headers).send()
         else:
             message = _(
                 "Your verification code is %(code)s. It expires in %(minutes)s minutes."

@@ -148,7 +148,8 @@ def test_detail_shows_profile_purchases_consents_and_timeline(staff_client, cust
     assert "张伟" in content and "138****8000" in content
     assert "Asked about tea" in content and "SO-77" in content
     assert response.context["summary"]["count"] == 1
-    assert [c.purpose for c in response.context["consents"]] == ["sms"]
+    states = {s.purpose: s.state for s in response.context["consent_states"]}
+    assert states["sms"] == "granted" and states["marketing_email"] == "never"
 
 
 def test_detail_timeline_pages_with_show_older(staff_client, customer):

@@ -335,7 +335,7 @@ def _merge(cursor):
     Its staged history is skipped with it.
     """
     cursor.execute(
-        f"WITH added AS ({_insert(Customer, 'TRUE')} RETURNING id) "
+        f"WITH {_CONSENTED_PURPOSES}, added AS ({_insert(Customer, 'TRUE')} RETURNING id) "
         "INSERT INTO demo_new_customer SELECT id FROM added"
     )
     added = {"customers": cursor.rowcount}
@@ -347,17 +347,35 @@ def _merge(cursor):
     return added
 
 
+# Each staged customer's currently granted purposes (the latest staged consent of each purpose),
+# written with the customer: the triggers that keep Customer.consented_purposes are skipped when
+# a superuser loads (above), and the consents go in after the customers anyway.
+_CONSENTED_PURPOSES = """
+latest_consents AS (
+    SELECT DISTINCT ON (customer_id, purpose) customer_id, purpose, granted
+    FROM demo_customers_consent ORDER BY customer_id, purpose, recorded_at DESC, id DESC
+), consented AS (
+    SELECT customer_id, array_agg(purpose ORDER BY purpose) AS purposes
+    FROM latest_consents WHERE granted GROUP BY customer_id
+)"""
+
+
 def _insert(model, condition):
     table = model._meta.db_table
-    columns = TABLES[model]
+    columns = list(TABLES[model])
     values = [
         f"'epoch'::timestamptz + {c} * interval '1 microsecond'" if c in TIME_COLUMNS else c
         for c in columns
     ]
+    source = f"demo_{table}"
+    if model is Customer:
+        columns.append("consented_purposes")
+        values.append("COALESCE(consented.purposes, '{}')")
+        source += " LEFT JOIN consented ON consented.customer_id = id"
     # Inserting in primary-key order keeps the index writes together.
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"SELECT {', '.join(values)} FROM demo_{table} WHERE {condition} ORDER BY id "
+        f"SELECT {', '.join(values)} FROM {source} WHERE {condition} ORDER BY id "
         "ON CONFLICT DO NOTHING"
     )
 
