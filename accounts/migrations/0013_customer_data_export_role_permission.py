@@ -14,7 +14,7 @@ def grant(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0010_audit_actions_for_consents_and_data_exports"),
+        ("accounts", "0012_audit_actions_for_consents_and_data_exports"),
         ("customers", "0017_export_customer_data_permission"),
     ]
 
