@@ -80,6 +80,8 @@ class Action(models.TextChoices):
     SCHEDULE_UPDATE = "schedule.update", _("Report schedule changed")
     SCHEDULE_DELETE = "schedule.delete", _("Report schedule deleted")
     SCHEDULE_FAILED = "schedule.failed", _("Scheduled report failed")
+    CUSTOMER_ERASE = "customer.erase", _("Customer erased")
+    RETENTION_APPLY = "retention.apply", _("Retention rule applied")
 
 
 # Actions that make up a customer's change history.
@@ -91,10 +93,39 @@ CUSTOMER_HISTORY_ACTIONS = (
     Action.CUSTOMER_UNMERGE,
     Action.CHANGES_REJECTED,
     Action.BULK_ACTION,
+    Action.CUSTOMER_ERASE,
 )
+
+# Entries about a customer whose details are kept in clear: they hold no personal data, and
+# must stay readable after the customer's details are shredded (accounts.audit_sealing).
+UNSEALED_ACTIONS = (Action.CUSTOMER_ERASE,)
+
+
+class OpeningIterable(models.query.ModelIterable):
+    """Entries as model instances, the sealed details of those about customers opened."""
+
+    batch_size = 500
+
+    def __iter__(self):
+        from accounts import audit_sealing
+
+        batch = []
+        for entry in super().__iter__():
+            batch.append(entry)
+            if len(batch) >= self.batch_size:
+                audit_sealing.open_entries(batch, self.queryset.db)
+                yield from batch
+                batch = []
+        audit_sealing.open_entries(batch, self.queryset.db)
+        yield from batch
 
 
 class AuditEntryQuerySet(models.QuerySet):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # values() and values_list() set their own: verification reads what is stored.
+        self._iterable_class = OpeningIterable
+
     def for_customer(self, customer):
         return self.filter(customer_id=getattr(customer, "pk", customer))
 
@@ -171,7 +202,10 @@ class AuditEntry(models.Model):
         raise TypeError("Audit entries cannot be deleted.")
 
     def canonical_content(self):
-        return canonical_content({name: getattr(self, name) for name in CHAINED_FIELDS})
+        values = {name: getattr(self, name) for name in CHAINED_FIELDS}
+        # An opened entry was hashed over its sealed columns, as stored.
+        values.update(getattr(self, "stored_columns", {}))
+        return canonical_content(values)
 
     def compute_hash(self):
         return chain_hash(self.prev_hash, self.canonical_content())
@@ -372,6 +406,14 @@ def record(action, *, target=None, customer=None, data=None, actor=None, request
             customer_id if isinstance(customer_id, uuid.UUID) else uuid.UUID(str(customer_id))
         )
     with transaction.atomic():
+        opened = None
+        if entry.customer_id is not None and action not in UNSEALED_ACTIONS:
+            from accounts import audit_sealing
+
+            # Sealed before the lock is taken: making the customer's key may wait for another
+            # transaction making it.
+            opened = audit_sealing.seal(entry)
+            entry.stored_columns = {name: getattr(entry, name) for name in opened}
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
         seq, prev_hash = AuditEntry.objects.head()
@@ -381,6 +423,9 @@ def record(action, *, target=None, customer=None, data=None, actor=None, request
         entry.created_at = timezone.now()
         entry.hash = entry.compute_hash()
         entry.save()
+        if opened is not None:
+            for name, value in opened.items():
+                setattr(entry, name, value)
     return entry
 
 

@@ -72,3 +72,4 @@ class User(AbstractUser):
 
 
 from accounts.audit import AuditEntry  # noqa: E402,F401
+from accounts.audit_sealing import AuditSubjectKey  # noqa: E402,F401

@@ -50,6 +50,9 @@ REPORTING = [
     "reports.delete_schedule",
 ]
 
+# Erase a customer's personal data for good (right to be forgotten), of customers they may delete.
+ERASURE = ["customers.erase_customer"]
+
 ROLES = {
     ADMINISTRATOR: [
         *CUSTOMER_WORK,
@@ -59,6 +62,7 @@ ROLES = {
         "customers.export_customers",
         *INTAKE_MANAGEMENT,
         *REPORTING,
+        *ERASURE,
         "accounts.manage_users",
         "accounts.view_audit_trail",
     ],
@@ -70,6 +74,7 @@ ROLES = {
         "customers.export_customers",
         *INTAKE_MANAGEMENT,
         *REPORTING,
+        *ERASURE,
     ],
     STAFF: CUSTOMER_WORK,
     VIEWER: ["customers.view_customer", "customers.view_team_customers"],
