@@ -3,7 +3,7 @@ from django.contrib import admin
 from accounts.permissions import can, visible_customers
 from cims.admin import AuditedModelAdmin
 from customers.masking import SENSITIVE_FIELDS
-from customers.models import Customer, CustomField, SavedView, Tag
+from customers.models import Customer, CustomField, Erasure, RetentionRule, SavedView, Tag
 
 
 @admin.register(Customer)
@@ -46,3 +46,29 @@ class TagAdmin(AuditedModelAdmin):
 class SavedViewAdmin(AuditedModelAdmin):
     list_display = ["name", "user", "updated_at"]
     raw_id_fields = ["user"]
+
+
+@admin.register(RetentionRule)
+class RetentionRuleAdmin(AuditedModelAdmin):
+    list_display = ["kind", "enabled", "days", "last_run_at", "last_count"]
+    list_editable = ["enabled", "days"]
+    readonly_fields = ["last_run_at", "last_count"]
+
+
+@admin.register(Erasure)
+class ErasureAdmin(admin.ModelAdmin):
+    """The record of erasures, to read: it is written only by customers.erasure."""
+
+    list_display = ["customer_id", "erased_at", "erased_by_username", "reason", "rule"]
+    list_filter = ["reason"]
+    search_fields = ["=customer_id"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
