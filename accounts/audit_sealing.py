@@ -21,7 +21,7 @@ import uuid
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
@@ -142,3 +142,41 @@ def forget(customer_ids, using="default"):
         AuditSubjectKey.objects.using(using).filter(customer_id__in=list(customer_ids)).delete()
     )
     return deleted
+
+
+def outdated_key_count():
+    """How many customer keys are wrapped under an older field key than the newest."""
+    return (
+        AuditSubjectKey.objects.annotate(version=_KeyVersion("wrapped_key"))
+        .exclude(version=crypto.current_version())
+        .count()
+    )
+
+
+def rewrap_keys(*, batch_size=1000):
+    """Wrap every customer key under the newest field key (part of `rotate_keys`), in batches
+    of their own transactions; returns how many were re-wrapped."""
+    current, total = crypto.current_version(), 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                AuditSubjectKey.objects.annotate(version=_KeyVersion("wrapped_key"))
+                .exclude(version=current)
+                .select_for_update(skip_locked=True)
+                .values_list("customer_id", "wrapped_key")[:batch_size]
+            )
+            for customer_id, wrapped in rows:
+                key = crypto.decrypt(wrapped, _aad(customer_id))
+                AuditSubjectKey.objects.filter(customer_id=customer_id).update(
+                    wrapped_key=crypto.encrypt(key, _aad(customer_id))
+                )
+        total += len(rows)
+        if len(rows) < batch_size:
+            return total
+
+
+class _KeyVersion(models.Func):
+    """The key version byte of a ciphertext (cims.crypto's format)."""
+
+    template = "get_byte(%(expressions)s, 1)"
+    output_field = models.IntegerField()

@@ -3,6 +3,7 @@
 import base64
 import datetime
 import decimal
+import io
 import subprocess
 import uuid
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.files.base import ContentFile
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection, connections
 from django.urls import reverse
 from django.utils import timezone
@@ -353,8 +355,6 @@ def test_erase_customer_command(customer, staff):
 
 
 def test_erase_customer_command_refuses_an_unknown_id(db):
-    from django.core.management.base import CommandError
-
     with pytest.raises(CommandError, match="No customer"):
         call_command("erase_customer", str(uuid.uuid4()))
     with pytest.raises(CommandError, match="No customer"):
@@ -492,3 +492,28 @@ def test_the_erase_button_shows_only_to_those_who_may(
     assert erase_url(customer) not in client.get(customer.get_absolute_url()).content.decode()
     verified_login(client, manager)
     assert erase_url(customer) in client.get(customer.get_absolute_url()).content.decode()
+
+
+def test_rotate_keys_rewraps_the_audit_keys_so_old_field_keys_can_be_retired(
+    settings, make_customer
+):
+    from cims import crypto
+
+    first, second = crypto.new_key(), crypto.new_key()
+    settings.FIELD_ENCRYPTION_KEYS = f"1:{first}"
+    settings.BLIND_INDEX_KEY = crypto.new_key()
+    customer = make_customer("周杰")
+    audit.record(audit.Action.CUSTOMER_UPDATE, target=customer, data={"changes": {"x": [1, 2]}})
+    settings.FIELD_ENCRYPTION_KEYS = f"1:{first}, 2:{second}"
+    with pytest.raises(CommandError):
+        call_command("rotate_keys", "--check", stdout=io.StringIO())
+
+    output = io.StringIO()
+    call_command("rotate_keys", stdout=output)
+
+    assert "1 audit keys re-encrypted" in output.getvalue()
+    call_command("rotate_keys", "--check", stdout=io.StringIO())
+    settings.FIELD_ENCRYPTION_KEYS = f"2:{second}"  # the old key retired
+    entry = AuditEntry.objects.for_customer(customer).get()
+    assert entry.data == {"changes": {"x": [1, 2]}} and entry.object_repr == "周杰"
+    crypto.reset()
