@@ -3,8 +3,8 @@
 `erase_customer` runs STEPS, one per place that holds something of the customer, in one
 transaction on one database (any alias: a restored copy too). The customer row stays as a
 tombstone named ERASED_NAME with what the figures need (creation time, source, status, province,
-tags, owner and team), and so do their orders (amount, time, channel, currency) and the kind and
-time of their interactions: the dashboard, revenue and analytics add up as before.
+city, tags, owner and team), and so do their orders (amount, time, channel, currency) and the
+kind and time of their interactions: the dashboard, revenue and analytics add up as before.
 
 Each erasure is recorded twice, without anything about the person: as an Erasure row, and as a
 line of the ledger file outside the database (ERASURE_LEDGER_PATH). `reapply_erasures` runs the
@@ -81,7 +81,6 @@ def _customer(ctx):
             phone_last4_index=None,
             company="",
             job_title="",
-            city="",
             district="",
             postcode="",
             notes="",
