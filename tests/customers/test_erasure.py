@@ -517,3 +517,27 @@ def test_rotate_keys_rewraps_the_audit_keys_so_old_field_keys_can_be_retired(
     entry = AuditEntry.objects.for_customer(customer).get()
     assert entry.data == {"changes": {"x": [1, 2]}} and entry.object_repr == "周杰"
     crypto.reset()
+
+
+def test_erased_customers_are_never_proposed_as_duplicates(make_customer):
+    from customers import duplicates
+    from customers.models import DuplicateCandidate
+
+    twins = [make_customer("刘洋", city="成都", company="成都茶业") for _ in range(2)]
+    duplicates.refresh_candidates()
+    assert DuplicateCandidate.objects.count() == 1
+
+    for twin in twins:
+        erasure.erase_customer(twin.pk, reason="request")
+    duplicates.refresh_candidates()
+
+    assert DuplicateCandidate.objects.count() == 0
+
+
+def test_reapply_appends_erasures_missing_from_the_ledger(customer, settings):
+    erasure.erase_customer(customer.pk, reason="request")
+    Path(settings.ERASURE_LEDGER_PATH).unlink()  # a ledger lost, or started after this erasure
+
+    erasure.reapply_erasures()
+
+    assert [e["customer_id"] for e in Ledger().entries()] == [str(customer.pk)]
