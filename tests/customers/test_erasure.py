@@ -541,3 +541,21 @@ def test_reapply_appends_erasures_missing_from_the_ledger(customer, settings):
     erasure.reapply_erasures()
 
     assert [e["customer_id"] for e in Ledger().entries()] == [str(customer.pk)]
+
+
+def test_audit_page_and_export_show_the_entries_of_an_erased_customer_without_details(
+    admin_client, customer, english
+):
+    audit.record(
+        audit.Action.CUSTOMER_UPDATE, target=customer, data={"changes": {"notes": ["", "秘密"]}}
+    )
+    url = reverse("audit:list") + f"?customer={customer.pk}"
+    assert "秘密" in admin_client.get(url).content.decode()
+
+    erasure.erase_customer(customer.pk, reason="request")
+
+    page = admin_client.get(url).content.decode()
+    assert "Details erased with the customer" in page and "Customer erased" in page
+    assert "秘密" not in page and "张伟" not in page
+    export = b"".join(admin_client.get(reverse("audit:export")).streaming_content).decode()
+    assert str(customer.pk) in export and "秘密" not in export and "张伟" not in export
