@@ -21,7 +21,7 @@ import uuid
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
@@ -61,23 +61,23 @@ def _entry_aad(customer_id):
 def subject_key(customer_id, using="default"):
     """The customer's key, made on first use (inside the caller's transaction)."""
     customer_id = uuid.UUID(str(customer_id))
-    fresh = os.urandom(32)
-    # ON CONFLICT DO NOTHING: of two transactions making the key at once, one wins and the other
-    # waits for it and reads it.
-    AuditSubjectKey.objects.using(using).bulk_create(
-        [
-            AuditSubjectKey(
-                customer_id=customer_id, wrapped_key=crypto.encrypt(fresh, _aad(customer_id))
-            )
-        ],
-        ignore_conflicts=True,
-    )
-    wrapped = (
-        AuditSubjectKey.objects.using(using)
-        .values_list("wrapped_key", flat=True)
-        .get(customer_id=customer_id)
-    )
-    return crypto.decrypt(wrapped, _aad(customer_id))
+    table = AuditSubjectKey._meta.db_table
+    wrapped = crypto.encrypt(os.urandom(32), _aad(customer_id))
+    # One round trip: the new key, or the stored one. A key made by a transaction that had not
+    # committed when this statement started is not in its snapshot: read again after it.
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"WITH made AS (INSERT INTO {table} (customer_id, wrapped_key) VALUES (%s, %s) "
+            "ON CONFLICT (customer_id) DO NOTHING RETURNING wrapped_key) "
+            f"SELECT wrapped_key FROM made UNION ALL "
+            f"SELECT wrapped_key FROM {table} WHERE customer_id = %s LIMIT 1",
+            [customer_id, wrapped, customer_id],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(f"SELECT wrapped_key FROM {table} WHERE customer_id = %s", [customer_id])
+            row = cursor.fetchone()
+    return crypto.decrypt(row[0], _aad(customer_id))
 
 
 def seal(entry, using="default"):

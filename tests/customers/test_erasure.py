@@ -559,3 +559,47 @@ def test_audit_page_and_export_show_the_entries_of_an_erased_customer_without_de
     assert "秘密" not in page and "张伟" not in page
     export = b"".join(admin_client.get(reverse("audit:export")).streaming_content).decode()
     assert str(customer.pk) in export and "秘密" not in export and "张伟" not in export
+
+
+def test_two_transactions_making_a_customers_audit_key_at_once_share_one(transactional_db):
+    import threading
+
+    from django.db import transaction
+
+    customer = Customer.objects.create(display_name="孙丽")
+    first_recorded, second_started = threading.Event(), threading.Event()
+    errors = []
+
+    def first():
+        try:
+            with transaction.atomic():
+                audit.record(audit.Action.REVEAL, target=customer, data={"field": "phone"})
+                first_recorded.set()
+                # Holds its uncommitted key while the second transaction tries to make one.
+                second_started.wait(5)
+                threading.Event().wait(0.3)
+        except Exception as error:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    def second():
+        try:
+            first_recorded.wait(5)
+            second_started.set()
+            audit.record(audit.Action.REVEAL, target=customer, data={"field": "email"})
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert errors == []
+    assert AuditSubjectKey.objects.filter(customer_id=customer.pk).count() == 1
+    opened = AuditEntry.objects.for_customer(customer).order_by("seq")
+    assert [e.data for e in opened] == [{"field": "phone"}, {"field": "email"}]
