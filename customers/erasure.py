@@ -372,7 +372,8 @@ def _line_hash(line):
 def reapply_erasures(using="default", ledger=None):
     """Erase again, in database `using`, every customer the ledger or its Erasure table names.
 
-    Returns the ids of customers that were found with their data back (now erased again).
+    Returns the ids of customers that were found with their data back (now erased again, and
+    audited as such). Raises LedgerTampered, changing nothing, if the ledger was tampered with.
     Ledger entries missing from the table are added to it, and table rows missing from the
     ledger are appended to it, so that both hold every erasure afterwards.
     """
@@ -395,8 +396,14 @@ def reapply_erasures(using="default", ledger=None):
                     rule=record["rule"],
                 )
             if _has_personal_data(customer_id, using):
-                _run_steps(uuid.UUID(customer_id), using=using, actor_id=None)
+                counts = _run_steps(uuid.UUID(customer_id), using=using, actor_id=None)
                 restored.append(customer_id)
+                if using == "default":
+                    audit.record(
+                        audit.Action.CUSTOMER_ERASE,
+                        customer=customer_id,
+                        data={"reason": record["reason"], "reapplied": True, "rows": counts},
+                    )
     return restored
 
 

@@ -372,6 +372,20 @@ def test_reapply_command_erases_again_a_customer_whose_data_came_back(customer):
     back = Customer.objects.get(pk=customer.pk)
     assert (back.display_name, back.notes) == (ERASED_NAME, "")
     assert Erasure.objects.filter(customer_id=customer.pk).exists()
+    again = AuditEntry.objects.for_customer(customer).filter(action="customer.erase").first()
+    assert again.data["reapplied"] is True
+
+
+def test_reapply_refuses_a_tampered_ledger_and_changes_nothing(customer, settings):
+    erasure.erase_customer(customer.pk, reason="request")
+    path = Path(settings.ERASURE_LEDGER_PATH)
+    path.write_text(path.read_text().replace('"request"', '"other"'))
+    Customer.objects.filter(pk=customer.pk).update(display_name="张伟")
+
+    with pytest.raises(CommandError, match="was changed"):
+        call_command("reapply_erasures")
+
+    assert Customer.objects.get(pk=customer.pk).display_name == "张伟"
 
 
 @pytest.fixture
