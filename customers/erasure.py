@@ -206,11 +206,16 @@ def _audit_details(ctx):
 
 
 def _generated_files(ctx):
-    """Exports and reports made before the erasure may list the customer; which ones cannot be
-    told without reading them, so all are deleted (they expire within days anyway)."""
+    """Customer lists and reports made before the erasure may list the customer; which ones
+    cannot be told without reading them, so all are deleted (they expire within days anyway).
+    Analyses hold only counts and sums by dimension, and stay."""
     from reports.models import GeneratedFile
 
-    old = GeneratedFile.objects.using(ctx.using).filter(created_at__lte=ctx.now)
+    old = (
+        GeneratedFile.objects.using(ctx.using)
+        .filter(created_at__lte=ctx.now)
+        .exclude(spec__kind="analysis")
+    )
     for generated in old.exclude(file=""):
         ctx.files.append((generated.file.storage, generated.file.name))
     deleted, _counts = old.delete()

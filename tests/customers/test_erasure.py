@@ -617,3 +617,26 @@ def test_two_transactions_making_a_customers_audit_key_at_once_share_one(transac
     assert AuditSubjectKey.objects.filter(customer_id=customer.pk).count() == 1
     opened = AuditEntry.objects.for_customer(customer).order_by("seq")
     assert [e.data for e in opened] == [{"field": "phone"}, {"field": "email"}]
+
+
+def test_erasure_deletes_earlier_customer_files_but_keeps_analyses(
+    staff, customer, settings, django_capture_on_commit_callbacks
+):
+    from reports.models import GeneratedFile
+
+    def made(kind):
+        generated = GeneratedFile.objects.create(
+            owner=staff, title=kind, format="csv", spec={"kind": kind}, status="done"
+        )
+        generated.file.save(f"{kind}.csv", ContentFile(b"x"))
+        return generated
+
+    listing, report, analysis = made("customers"), made("report"), made("analysis")
+    stored = Path(settings.MEDIA_ROOT) / listing.file.name
+
+    with django_capture_on_commit_callbacks(execute=True):
+        erasure.erase_customer(customer.pk, reason="request")
+
+    assert list(GeneratedFile.objects.all()) == [analysis]
+    assert not stored.exists()
+    assert not GeneratedFile.objects.filter(pk__in=[listing.pk, report.pk]).exists()
