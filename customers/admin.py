@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from accounts.permissions import can, visible_customers
 from cims.admin import AuditedModelAdmin
@@ -53,6 +55,22 @@ class RetentionRuleAdmin(AuditedModelAdmin):
     list_display = ["kind", "enabled", "days", "last_run_at", "last_count"]
     list_editable = ["enabled", "days"]
     readonly_fields = ["last_run_at", "last_count"]
+    actions = ["dry_run"]
+
+    @admin.action(description=_("Dry run: count what the selected rules would touch"))
+    def dry_run(self, request, queryset):
+        from customers import retention
+
+        for result in retention.apply_rules(dry_run=True, kinds=[r.kind for r in queryset]):
+            self.message_user(
+                request,
+                ngettext(
+                    "%(rule)s: %(count)s record would be affected.",
+                    "%(rule)s: %(count)s records would be affected.",
+                    result.matching,
+                )
+                % {"rule": result.rule, "count": result.matching},
+            )
 
 
 @admin.register(Erasure)

@@ -165,3 +165,33 @@ def test_the_beat_schedule_runs_the_task_nightly(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["apply-retention-rules"]
 
     assert entry["task"] == "customers.retention_tasks.apply_retention_rules"
+
+
+def test_admin_dry_run_action_counts_and_changes_nothing(admin_client, leads, english):
+    from django.urls import reverse
+
+    found = rule(RetentionRule.Kind.UNVERIFIED_LEADS, enabled=False)
+
+    response = admin_client.post(
+        reverse("admin:customers_retentionrule_changelist"),
+        {"action": "dry_run", "_selected_action": [found.pk]},
+        follow=True,
+    )
+
+    assert "1 record would be affected" in response.content.decode()
+    assert not Erasure.objects.exists()
+
+
+def test_admin_refuses_a_rule_shorter_than_a_month(admin_client, db):
+    from django.urls import reverse
+
+    found = rule(RetentionRule.Kind.INACTIVE_CHURNED, days=400)
+
+    response = admin_client.post(
+        reverse("admin:customers_retentionrule_change", args=[found.pk]),
+        {"kind": found.kind, "enabled": "on", "days": "7"},
+    )
+
+    assert response.status_code == 200
+    found.refresh_from_db()
+    assert found.days == 400
