@@ -199,6 +199,21 @@ def _submissions(ctx):
     )
 
 
+def _admin_log(ctx):
+    """Django's admin history names the objects it changed: the customer's name, as it was."""
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    from customers.models import Customer
+
+    content_type = ContentType.objects.db_manager(ctx.using).get_for_model(Customer)
+    return (
+        LogEntry.objects.using(ctx.using)
+        .filter(content_type=content_type, object_id=str(ctx.customer_id))
+        .update(object_repr=ERASED_NAME, change_message="")
+    )
+
+
 def _audit_details(ctx):
     from accounts import audit_sealing
 
@@ -231,6 +246,7 @@ STEPS = (
     Step("merges", _merges),
     Step("imports", _imports),
     Step("submissions", _submissions),
+    Step("admin_log", _admin_log),
     Step("audit_details", _audit_details),
     Step("generated_files", _generated_files),
 )

@@ -9,10 +9,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.contrib import admin as django_admin
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
+from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
@@ -129,6 +131,10 @@ def canary_customer(owner, team, custom_fields):
         actor=owner,
         data={"changes": {"notes": ["", CANARIES["audit"]]}},
     )
+    # An edit through Django's admin: its history and the audit entry name the customer.
+    request = RequestFactory().post("/")
+    request.user = owner
+    django_admin.site._registry[Customer].log_change(request, customer, "Changed notes.")
     job = CustomerImport.objects.create(
         user=owner,
         file=ContentFile(f"name,phone\n{CANARIES['import_row']},{PHONE}\n".encode(), "c.csv"),
@@ -250,6 +256,7 @@ def test_no_personal_value_remains_anywhere_after_erasure(
     before = {needle for _t, _c, needle in clear_text_hits(needles)}
     # The scan finds what is there: the clear columns' canaries, and the blind indexes.
     assert {CANARIES["notes"], CANARIES["interaction"], CANARIES["import_row"]} <= before
+    assert ("django_admin_log", "object_repr", CANARIES["name"]) in clear_text_hits(needles)
     assert bytes(customer.email_index) in before
     assert media_hits(settings.MEDIA_ROOT, [CANARIES["export"], CANARIES["import_row"]])
 
