@@ -322,6 +322,9 @@ def test_audit_trail_still_verifies_and_the_customers_details_are_shredded(staff
     erasure.erase_customer(customer.pk, reason="request", user=staff)
 
     assert audit.verify_trail().entries == AuditEntry.objects.count()
+    # The next checkpoint re-checks the entry the last one signed: sealed, its key now gone.
+    assert audit.write_checkpoint() is not None
+    assert audit.verify_trail().checkpoints == 2
     shredded = AuditEntry.objects.for_customer(customer).get(action="customer.update")
     assert (shredded.data, shredded.object_repr, shredded.erased) == ({}, "", True)
     erased = AuditEntry.objects.for_customer(customer).get(action="customer.erase")
