@@ -10,6 +10,9 @@ Each entry carries the SHA-256 of the previous entry's hash and its own canonica
 editing, deleting or reordering a stored entry breaks the chain from that entry on; a database
 trigger refuses UPDATE and DELETE, and signed checkpoints of the chain head kept outside the
 database catch a chain rewritten from scratch (`python manage.py verify_audit`).
+
+The details of entries about a customer are stored sealed under a key of that customer's, which
+erasing the customer destroys (accounts.audit_sealing); reading entries opens them.
 """
 
 import base64

@@ -3,11 +3,11 @@
 An entry about a customer (one with a customer_id) would otherwise keep what the customer was
 called, what was changed and from which address a form was sent, in clear, for as long as the
 trail is kept; and the trail can neither be changed nor have entries deleted, or its hash chain
-breaks. So `record` seals those details (object_repr, ip and data) with AES-256-GCM under a
-random key for that customer and stores only the ciphertext; the chain is hashed over what is
-stored. Erasing the customer deletes the key ("crypto-shredding"): the entries stay, with their
-action, time, user and customer id, their hashes still verify, and what they said about the
-person can no longer be read by anyone.
+breaks. So `record` seals those details (object_repr and data, and the client address when no
+user was signed in) with AES-256-GCM under a random key for that customer and stores only the
+ciphertext; the chain is hashed over what is stored. Erasing the customer deletes the key
+("crypto-shredding"): the entries stay, with their action, time, user and customer id, their
+hashes still verify, and what they said about the person can no longer be read by anyone.
 
 The customer keys are themselves encrypted under the field keyring (cims.crypto), so a copy
 of the database alone opens nothing. Reading entries opens them in batches (one query for the
@@ -81,13 +81,20 @@ def subject_key(customer_id, using="default"):
 
 
 def seal(entry, using="default"):
-    """Replace the entry's personal columns with one ciphertext in `data`."""
-    details = {name: getattr(entry, name) for name in SEALED_COLUMNS}
+    """Replace the entry's personal columns with one ciphertext in `data`; returns them.
+
+    The client address is the customer's own when nobody was signed in (a public form) and is
+    sealed then; a user's address stays in clear, for the security of the accounts.
+    """
+    names = SEALED_COLUMNS if entry.actor_id is None else ("object_repr", "data")
+    details = {name: getattr(entry, name) for name in names}
     key = subject_key(entry.customer_id, using)
     nonce = os.urandom(NONCE_SIZE)
     plaintext = json.dumps(details, ensure_ascii=False, sort_keys=True).encode()
     blob = nonce + AESGCM(key).encrypt(nonce, plaintext, _entry_aad(entry.customer_id))
-    entry.object_repr, entry.ip = "", None
+    entry.object_repr = ""
+    if "ip" in details:
+        entry.ip = None
     entry.data = {SEALED_KEY: TOKEN_PREFIX + base64.b64encode(blob).decode()}
     return details
 
@@ -120,9 +127,8 @@ def open_entries(entries, using="default"):
                 )
             details = _open(entry, keys[entry.customer_id])
         entry.erased = details is None
-        details = details or {"object_repr": "", "ip": None, "data": {}}
-        for name in SEALED_COLUMNS:
-            setattr(entry, name, details[name])
+        for name, value in (details or {"object_repr": "", "data": {}}).items():
+            setattr(entry, name, value)
 
 
 def _open(entry, key):

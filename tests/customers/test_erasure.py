@@ -131,6 +131,11 @@ def canary_customer(owner, team, custom_fields):
         actor=owner,
         data={"changes": {"notes": ["", CANARIES["audit"]]}},
     )
+    # The customer sending a public form: nobody signed in, the address is theirs.
+    public = RequestFactory().post("/f/canary/", REMOTE_ADDR=CANARIES["ip"])
+    audit.record(
+        audit.Action.CUSTOMER_UPDATE, target=customer, request=public, data={"changes": {}}
+    )
     # An edit through Django's admin: its history and the audit entry name the customer.
     request = RequestFactory().post("/")
     request.user = owner
@@ -257,6 +262,11 @@ def test_no_personal_value_remains_anywhere_after_erasure(
     # The scan finds what is there: the clear columns' canaries, and the blind indexes.
     assert {CANARIES["notes"], CANARIES["interaction"], CANARIES["import_row"]} <= before
     assert ("django_admin_log", "object_repr", CANARIES["name"]) in clear_text_hits(needles)
+    assert ("intake_submission", "ip_address", CANARIES["ip"]) in clear_text_hits(needles)
+    # Entries about the customer keep even the sender's address sealed.
+    assert not AuditEntry.objects.filter(ip=CANARIES["ip"]).exists()
+    opened = AuditEntry.objects.for_customer(customer).filter(action="customer.update")
+    assert CANARIES["ip"] in {entry.ip for entry in opened}
     assert bytes(customer.email_index) in before
     assert media_hits(settings.MEDIA_ROOT, [CANARIES["export"], CANARIES["import_row"]])
 
