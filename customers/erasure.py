@@ -307,10 +307,6 @@ def _delete_files(files):
         storage.delete(name)
 
 
-def is_erased(customer_id, using="default"):
-    return Erasure.objects.using(using).filter(customer_id=customer_id).exists()
-
-
 # --- The ledger -----------------------------------------------------------------------------
 
 
