@@ -660,3 +660,41 @@ def test_erasure_deletes_earlier_customer_files_but_keeps_analyses(
     assert list(GeneratedFile.objects.all()) == [analysis]
     assert not stored.exists()
     assert not GeneratedFile.objects.filter(pk__in=[listing.pk, report.pk]).exists()
+
+
+def test_review_queue_codes_consents_and_duplicate_pairs_go_with_the_customer(
+    customer, make_customer
+):
+    from customers.models import DuplicateCandidate
+    from intake.models import ProposedChange, VerificationCode
+
+    other = make_customer("张卫")
+    form = Form.objects.create(slug="update", title="Update")
+    theirs = Submission.objects.create(form=form, customer=customer)
+    VerificationCode.objects.create(
+        submission=theirs, channel="email", code_hash="x", expires_at=timezone.now()
+    )
+    ProposedChange.objects.create(
+        submission=theirs, customer=customer, field="company", proposed_value="新公司"
+    )
+    # Someone else submitted this customer's email: the value is theirs too.
+    someone = Submission.objects.create(form=form, customer=other)
+    ProposedChange.objects.create(
+        submission=someone,
+        customer=other,
+        field="email",
+        proposed_value="zhang.wei@example.com",
+        conflicting_customer=customer,
+    )
+    Consent.objects.create(customer=customer, purpose="sms", granted=True)
+    a, b = sorted([customer, other], key=lambda c: str(c.pk))
+    DuplicateCandidate.objects.create(customer_a=a, customer_b=b, score=80)
+
+    erasure.erase_customer(customer.pk, reason="request")
+
+    assert not ProposedChange.objects.exists()
+    assert not VerificationCode.objects.exists()
+    assert not Consent.objects.exists() and not DuplicateCandidate.objects.exists()
+    theirs.refresh_from_db()
+    assert (theirs.customer_id, theirs.private_answers) == (None, {})
+    assert Submission.objects.get(pk=someone.pk).customer == other
