@@ -10,6 +10,9 @@ Each entry carries the SHA-256 of the previous entry's hash and its own canonica
 editing, deleting or reordering a stored entry breaks the chain from that entry on; a database
 trigger refuses UPDATE and DELETE, and signed checkpoints of the chain head kept outside the
 database catch a chain rewritten from scratch (`python manage.py verify_audit`).
+
+The details of entries about a customer are stored sealed under a key of that customer's, which
+erasing the customer destroys (accounts.audit_sealing); reading entries opens them.
 """
 
 import base64
@@ -88,6 +91,8 @@ class Action(models.TextChoices):
     BACKUP_PRUNE = "backup.prune", _("Old backups deleted")
     BACKUP_DRILL = "backup.drill", _("Restore drill")
     RESTORE = "restore", _("Database restored from a backup")
+    CUSTOMER_ERASE = "customer.erase", _("Customer erased")
+    RETENTION_APPLY = "retention.apply", _("Retention rule applied")
 
 
 # Actions that make up a customer's change history.
@@ -99,10 +104,39 @@ CUSTOMER_HISTORY_ACTIONS = (
     Action.CUSTOMER_UNMERGE,
     Action.CHANGES_REJECTED,
     Action.BULK_ACTION,
+    Action.CUSTOMER_ERASE,
 )
+
+# Entries about a customer whose details are kept in clear: they hold no personal data, and
+# must stay readable after the customer's details are shredded (accounts.audit_sealing).
+UNSEALED_ACTIONS = (Action.CUSTOMER_ERASE,)
+
+
+class OpeningIterable(models.query.ModelIterable):
+    """Entries as model instances, the sealed details of those about customers opened."""
+
+    batch_size = 500
+
+    def __iter__(self):
+        from accounts import audit_sealing
+
+        batch = []
+        for entry in super().__iter__():
+            batch.append(entry)
+            if len(batch) >= self.batch_size:
+                audit_sealing.open_entries(batch, self.queryset.db)
+                yield from batch
+                batch = []
+        audit_sealing.open_entries(batch, self.queryset.db)
+        yield from batch
 
 
 class AuditEntryQuerySet(models.QuerySet):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # values() and values_list() set their own: verification reads what is stored.
+        self._iterable_class = OpeningIterable
+
     def for_customer(self, customer):
         return self.filter(customer_id=getattr(customer, "pk", customer))
 
@@ -179,7 +213,10 @@ class AuditEntry(models.Model):
         raise TypeError("Audit entries cannot be deleted.")
 
     def canonical_content(self):
-        return canonical_content({name: getattr(self, name) for name in CHAINED_FIELDS})
+        values = {name: getattr(self, name) for name in CHAINED_FIELDS}
+        # An opened entry was hashed over its sealed columns, as stored.
+        values.update(getattr(self, "stored_columns", {}))
+        return canonical_content(values)
 
     def compute_hash(self):
         return chain_hash(self.prev_hash, self.canonical_content())
@@ -382,6 +419,14 @@ def record(action, *, target=None, customer=None, data=None, actor=None, request
             customer_id if isinstance(customer_id, uuid.UUID) else uuid.UUID(str(customer_id))
         )
     with transaction.atomic(using=using):
+        opened = None
+        if entry.customer_id is not None and action not in UNSEALED_ACTIONS:
+            from accounts import audit_sealing
+
+            # Sealed before the lock is taken: making the customer's key may wait for another
+            # transaction making it.
+            opened = audit_sealing.seal(entry, using)
+            entry.stored_columns = {name: getattr(entry, name) for name in opened}
         with connections[using].cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
         seq, prev_hash = AuditEntry.objects.using(using).head()
@@ -391,6 +436,9 @@ def record(action, *, target=None, customer=None, data=None, actor=None, request
         entry.created_at = timezone.now()
         entry.hash = entry.compute_hash()
         entry.save(using=using)
+        if opened is not None:
+            for name, value in opened.items():
+                setattr(entry, name, value)
     return entry
 
 

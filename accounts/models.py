@@ -151,3 +151,4 @@ class Backup(models.Model):
 
 
 from accounts.audit import AuditEntry  # noqa: E402,F401
+from accounts.audit_sealing import AuditSubjectKey  # noqa: E402,F401

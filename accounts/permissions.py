@@ -196,6 +196,11 @@ def get_customer_for(user, pk, action=VIEW):
     return customer
 
 
+def can_erase(user, customer):
+    """Erasing a customer's personal data: a role that may erase, and delete access to them."""
+    return _active(user) and _has(user, "erase_customer") and can(user, DELETE, customer)
+
+
 def can_list_customers(user):
     """Whether the user works with customers at all (an auditor, for one, does not)."""
     return _active(user) and _has(user, "view_customer")

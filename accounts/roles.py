@@ -50,6 +50,9 @@ REPORTING = [
     "reports.delete_schedule",
 ]
 
+# Erase a customer's personal data for good (right to be forgotten), of customers they may delete.
+ERASURE = ["customers.erase_customer"]
+
 ROLES = {
     ADMINISTRATOR: [
         *CUSTOMER_WORK,
@@ -60,6 +63,7 @@ ROLES = {
         "customers.export_customer_data",
         *INTAKE_MANAGEMENT,
         *REPORTING,
+        *ERASURE,
         "accounts.manage_users",
         "accounts.view_audit_trail",
     ],
@@ -72,6 +76,7 @@ ROLES = {
         "customers.export_customer_data",
         *INTAKE_MANAGEMENT,
         *REPORTING,
+        *ERASURE,
     ],
     STAFF: CUSTOMER_WORK,
     VIEWER: ["customers.view_customer", "customers.view_team_customers"],

@@ -31,8 +31,14 @@ def _audited(logged):
 
     kinds = {ADDITION: "add", CHANGE: "change", DELETION: "delete"}
     for entry in logged if isinstance(logged, list) else [logged]:
+        # An entry about a customer goes in their history, its details sealed with the rest.
+        about_customer = entry.content_type_id and entry.content_type.natural_key() == (
+            "customers",
+            "customer",
+        )
         audit.record(
             audit.Action.SETTINGS_CHANGE,
+            customer=entry.object_id if about_customer and entry.object_id else None,
             data={
                 "model": entry.content_type.model if entry.content_type_id else "",
                 "object_id": entry.object_id or "",

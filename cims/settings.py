@@ -592,3 +592,19 @@ CELERY_BEAT_SCHEDULE["backup-database"] = {
     "schedule": crontab(hour=BACKUP_HOUR, minute=30),
 }
 # --- end of backups ---
+# --- Erasure and retention (customers/erasure.py, customers/retention.py) ---
+# Every erasure is also appended to this file, which must survive restoring the database (keep
+# it on other storage than the database's backups): erasures are applied again from it after a
+# restore. Lines carry an HMAC under ERASURE_LEDGER_KEY (default: SECRET_KEY).
+ERASURE_LEDGER_PATH = Path(
+    os.environ.get("ERASURE_LEDGER_PATH", VAR_DIR / "erasures" / "ledger.jsonl")
+)
+ERASURE_LEDGER_KEY = env_secret("ERASURE_LEDGER_KEY", "")
+# At most this many records per retention rule and night: each customer is erased in its own
+# short transaction, and a backlog is worked off over several nights.
+RETENTION_BATCH_LIMIT = env_int("RETENTION_BATCH_LIMIT", 5000)
+CELERY_BEAT_SCHEDULE["apply-retention-rules"] = {
+    "task": "customers.retention_tasks.apply_retention_rules",
+    "schedule": crontab(hour=4, minute=10),
+}
+# --- end of erasure and retention ---

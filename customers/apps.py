@@ -11,6 +11,9 @@ class CustomersConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from accounts.models import Team
+
+        # Importing connects the receiver that re-applies erasures after a restore.
+        from customers import erasure  # noqa: F401
         from customers.filters import forget_filter_options
         from customers.models import CustomField, Tag
 

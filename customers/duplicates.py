@@ -94,6 +94,8 @@ SELECT c.id,
        nullif(c.district, '') AS district,
        c.phone_last4_index AS last4
   FROM {Customer._meta.db_table} c
+ -- Erased customers share one name and nothing else: never duplicates of anyone.
+ WHERE NOT EXISTS (SELECT 1 FROM customers_erasure e WHERE e.customer_id = c.id)
 """
 # How many customers have each name: sharing a common name says less than sharing a rare one.
 NAME_COUNT_SQL = """

@@ -1,5 +1,6 @@
 import datetime
 import decimal
+import functools
 import re
 
 from django.conf import settings
@@ -366,6 +367,7 @@ class Customer(models.Model):
             ("import_customers", _("Can import customers from files")),
             ("merge_customers", _("Can merge duplicate customers")),
             ("export_customer_data", _("Can export everything held about a customer")),
+            ("erase_customer", _("Can erase a customer's personal data")),
         ]
         constraints = [
             # Lower-case email and E.164 phone cannot be checked on ciphertexts: save() makes
@@ -442,6 +444,11 @@ class Customer(models.Model):
 
     def get_absolute_url(self):
         return reverse("customers:detail", args=[self.pk])
+
+    @functools.cached_property
+    def erasure(self):
+        """The record of this customer's erasure, or None: an erased customer is a tombstone."""
+        return Erasure.objects.filter(customer_id=self.pk).first()
 
     def refresh_search_fields(self):
         for field, value in search.search_fields(
@@ -1482,3 +1489,7 @@ class Merge(models.Model):
 
 
 # --- end of duplicate customers ---
+
+
+# Erasure records and retention rules live in a module of their own.
+from customers.erasure_models import Erasure, RetentionRule  # noqa: E402,F401

@@ -164,3 +164,7 @@ def purge_import_files(days=None):
     from customers import imports
 
     imports.purge_files(days)
+
+
+# Tasks of modules of their own, found by Celery's autodiscovery through this one.
+from customers.retention_tasks import apply_retention_rules  # noqa: E402, F401

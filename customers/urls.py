@@ -1,6 +1,6 @@
 from django.urls import path
 
-from customers import access_export_views, consent_views, views
+from customers import access_export_views, consent_views, erasure_views, views
 
 app_name = "customers"
 
@@ -17,6 +17,7 @@ urlpatterns = [
     path("<uuid:pk>/", views.customer_detail, name="detail"),
     path("<uuid:pk>/edit/", views.customer_edit, name="edit"),
     path("<uuid:pk>/delete/", views.customer_delete, name="delete"),
+    path("<uuid:pk>/erase/", erasure_views.customer_erase, name="erase"),
     path("<uuid:pk>/reveal/<str:field>/", views.customer_reveal, name="reveal"),
     path("<uuid:pk>/share/", views.customer_share, name="share"),
     path(

@@ -76,9 +76,8 @@ def test_trail_longer_than_a_batch_passes(trail):
 
 
 def test_edited_entry_is_named(trail):
-    tamper(
-        f"UPDATE {TABLE} SET data = jsonb_set(data, '{{changes,city,1}}', '\"广州\"') WHERE seq = 4"
-    )
+    # The details of an entry about a customer are sealed: any change to them breaks the hash.
+    tamper(f"""UPDATE {TABLE} SET data = data || '{{"city": "广州"}}' WHERE seq = 4""")
 
     assert "entry 4:" in broken_entry()
     assert "Entry 4 was changed" in broken_entry()

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, reset_queries, transaction
 from django.utils.translation import gettext as _
 
+from accounts import audit_sealing
 from cims import crypto
 from customers import search
 from customers.fields import encrypted_fields
@@ -173,6 +174,10 @@ class Command(BaseCommand):
             limited = limit is not None and total >= limit
             if limited or not changed_in_pass or not outdated_counts():
                 break
+        # The keys that seal customers' audit details are under the same keyring.
+        rewrapped = audit_sealing.rewrap_keys(batch_size=batch_size)
+        if rewrapped:
+            self.say(_("%(count)s audit keys re-encrypted.") % {"count": f"{rewrapped:,}"})
         remaining = outdated_counts()
         for value in sorted(unreadable):
             self.stderr.write(_("Unreadable, left as it was: %(value)s") % {"value": value})
@@ -183,6 +188,8 @@ class Command(BaseCommand):
 
     def check_outdated(self, current):
         remaining = outdated_counts()
+        if keys := audit_sealing.outdated_key_count():
+            remaining["audit keys"] = keys
         for version, count in remaining.items():
             self.say(
                 _("Key version %(version)s: %(count)s values.")
