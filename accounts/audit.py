@@ -80,6 +80,7 @@ class Action(models.TextChoices):
     SCHEDULE_UPDATE = "schedule.update", _("Report schedule changed")
     SCHEDULE_DELETE = "schedule.delete", _("Report schedule deleted")
     SCHEDULE_FAILED = "schedule.failed", _("Scheduled report failed")
+    HISTORY_ARCHIVE = "history.archive", _("Old history archived")
 
 
 # Actions that make up a customer's change history.

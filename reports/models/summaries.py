@@ -10,7 +10,8 @@ Statement-level triggers with transition tables (installed by migration
 makes, once per statement however many rows it touched, upserting the buckets in key order so
 that two transactions never wait for each other's buckets in opposite orders. A bucket that
 reaches zero is kept (and removed by the next rebuild). `rebuild_summaries()` recomputes every
-table from scratch: `manage.py rebuild_dashboard_summaries` and the migration run it.
+table from scratch: `manage.py rebuild_dashboard_summaries` and the migration run it. Orders
+moved to the archive (customers.partitions) still count: the rebuild reads them too.
 
 Months and days are those of settings.TIME_ZONE, fixed in the SQL function
 reports_dashboard_zone(); the rebuild installs it again, so after changing TIME_ZONE run the
@@ -217,6 +218,13 @@ DELETED_OWNERS = (
     "WHERE d.xact = txid_current() "
     "AND NOT EXISTS (SELECT 1 FROM customers_customer x WHERE x.id = d.customer_id))"
 )
+# Every order, live or archived (customers.partitions): archiving moves whole months out of
+# customers_order without firing its triggers, so the figures keep counting archived orders and
+# whatever counts orders again from scratch reads both tables.
+ALL_ORDERS = (
+    "(SELECT customer_id, ordered_at, currency, amount FROM customers_order "
+    "UNION ALL SELECT customer_id, ordered_at, currency, amount FROM customers_archivedorder)"
+)
 LOCK_CUSTOMERS = (
     "PERFORM 1 FROM customers_customer WHERE id IN (SELECT customer_id FROM {0}) "
     "ORDER BY id FOR SHARE;"
@@ -268,7 +276,7 @@ def _customer_functions():
     updated += "\n" + _revenue(
         f"SELECT k.owner_id, k.team_id, {DAY.format('r.ordered_at')}, r.currency, "
         "sum(k.d), sum(k.d * r.amount) "
-        f"FROM {MOVED_CUSTOMERS} JOIN customers_order r ON r.customer_id = k.id "
+        f"FROM {MOVED_CUSTOMERS} JOIN {ALL_ORDERS} r ON r.customer_id = k.id "
         "GROUP BY 1, 2, 3, 4 HAVING sum(k.d) <> 0 OR sum(k.d * r.amount) <> 0"
     )
     updated += "\n" + _metrics_moved()
@@ -446,7 +454,7 @@ def _rebuild_statements():
         *_customer_counts(customers).split("\n"),
         _revenue(
             f"SELECT c.owner_id, c.team_id, {DAY.format('r.ordered_at')}, r.currency, "
-            "count(*), sum(r.amount) FROM customers_order r "
+            f"count(*), sum(r.amount) FROM {ALL_ORDERS} r "
             "JOIN customers_customer c ON c.id = r.customer_id GROUP BY 1, 2, 3, 4"
         ),
         _buyers(
@@ -477,8 +485,8 @@ def rebuild_summaries(connection=None):
         install_triggers(connection)
         with connection.cursor() as cursor:
             cursor.execute(
-                "LOCK TABLE customers_customer, customers_order, reports_customermetrics "
-                "IN SHARE MODE"
+                "LOCK TABLE customers_customer, customers_order, customers_archivedorder, "
+                "reports_customermetrics IN SHARE MODE"
             )
             # A rebuild reads every customer and order once per table: more memory for the
             # sorts and hashes makes it several times faster at a million customers.

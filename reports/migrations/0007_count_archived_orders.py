@@ -1,0 +1,90 @@
+"""Customer metrics and dashboard figures count archived orders too.
+
+Archiving moves old months of orders to customers_archivedorder without firing the orders'
+triggers, so the figures keep them. What counts a customer's orders again (after an order is
+changed or deleted) and what moves a customer's revenue with them to another owner or team now
+read the live and the archived orders together, so that neither drops the archived ones.
+"""
+
+from django.db import migrations
+
+from reports.models import summaries
+
+RECOUNT = """
+CREATE OR REPLACE FUNCTION reports_recount_order_metrics(customer_ids uuid[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM reports_customermetrics m JOIN unnest(customer_ids) i(id)
+        ON m.customer_id = i.id
+    ORDER BY m.customer_id FOR UPDATE OF m;
+    INSERT INTO reports_customermetrics AS m
+        (customer_id, orders, revenue, first_order_at, last_order_at)
+    SELECT c.id, a.n, COALESCE(a.total, 0), a.first, a.last
+    FROM customers_customer c
+    JOIN unnest(customer_ids) i(id) ON c.id = i.id
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n, sum(o.amount) AS total, min(o.ordered_at) AS first,
+               max(o.ordered_at) AS last
+        FROM (
+            SELECT amount, ordered_at FROM customers_order WHERE customer_id = c.id
+            UNION ALL
+            SELECT amount, ordered_at FROM customers_archivedorder WHERE customer_id = c.id
+        ) o
+    ) a
+    ORDER BY c.id
+    ON CONFLICT (customer_id) DO UPDATE SET
+        orders = EXCLUDED.orders,
+        revenue = EXCLUDED.revenue,
+        first_order_at = EXCLUDED.first_order_at,
+        last_order_at = EXCLUDED.last_order_at,
+        refreshed_at = NULL
+    WHERE (m.orders, m.revenue, m.first_order_at, m.last_order_at) IS DISTINCT FROM
+        (EXCLUDED.orders, EXCLUDED.revenue, EXCLUDED.first_order_at, EXCLUDED.last_order_at);
+END $$;
+"""
+
+LIVE_ONLY_RECOUNT = """
+CREATE OR REPLACE FUNCTION reports_recount_order_metrics(customer_ids uuid[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM reports_customermetrics m JOIN unnest(customer_ids) i(id)
+        ON m.customer_id = i.id
+    ORDER BY m.customer_id FOR UPDATE OF m;
+    INSERT INTO reports_customermetrics AS m
+        (customer_id, orders, revenue, first_order_at, last_order_at)
+    SELECT c.id, a.n, COALESCE(a.total, 0), a.first, a.last
+    FROM customers_customer c
+    JOIN unnest(customer_ids) i(id) ON c.id = i.id
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n, sum(o.amount) AS total, min(o.ordered_at) AS first,
+               max(o.ordered_at) AS last
+        FROM customers_order o WHERE o.customer_id = c.id
+    ) a
+    ORDER BY c.id
+    ON CONFLICT (customer_id) DO UPDATE SET
+        orders = EXCLUDED.orders,
+        revenue = EXCLUDED.revenue,
+        first_order_at = EXCLUDED.first_order_at,
+        last_order_at = EXCLUDED.last_order_at,
+        refreshed_at = NULL
+    WHERE (m.orders, m.revenue, m.first_order_at, m.last_order_at) IS DISTINCT FROM
+        (EXCLUDED.orders, EXCLUDED.revenue, EXCLUDED.first_order_at, EXCLUDED.last_order_at);
+END $$;
+"""
+
+
+def install_dashboard_triggers(apps, schema_editor):
+    # The customers' update trigger moves archived orders' revenue with them from now on.
+    summaries.install_triggers(schema_editor.connection)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("reports", "0006_report_schedules"),
+        ("customers", "0014_partition_history_by_month"),
+    ]
+
+    operations = [
+        migrations.RunSQL(RECOUNT, LIVE_ONLY_RECOUNT),
+        migrations.RunPython(install_dashboard_triggers, migrations.RunPython.noop),
+    ]
