@@ -220,11 +220,21 @@ DELETED_OWNERS = (
 )
 # Every order, live or archived (customers.partitions): archiving moves whole months out of
 # customers_order without firing its triggers, so the figures keep counting archived orders and
-# whatever counts orders again from scratch reads both tables.
+# whatever counts orders again from scratch reads both tables. Before the archive table exists
+# (the earlier migrations run this module's SQL too), the live orders are all of them.
 ALL_ORDERS = (
     "(SELECT customer_id, ordered_at, currency, amount FROM customers_order "
     "UNION ALL SELECT customer_id, ordered_at, currency, amount FROM customers_archivedorder)"
 )
+LIVE_ORDERS = "customers_order"
+
+
+def _archive_exists(connection):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('customers_archivedorder') IS NOT NULL")
+        return cursor.fetchone()[0]
+
+
 LOCK_CUSTOMERS = (
     "PERFORM 1 FROM customers_customer WHERE id IN (SELECT customer_id FROM {0}) "
     "ORDER BY id FOR SHARE;"
@@ -260,7 +270,7 @@ def zone_sql(zone=None):
     )
 
 
-def _customer_functions():
+def _customer_functions(orders):
     inserted = _customer_counts(f"(SELECT {CUSTOMER_KEYS}, 1 AS d FROM new_rows) k")
     deleted = _customer_counts(f"(SELECT {CUSTOMER_KEYS}, -1 AS d FROM old_rows) k")
     # For the triggers of the cascade (see the module's docstring), after removing what
@@ -276,7 +286,7 @@ def _customer_functions():
     updated += "\n" + _revenue(
         f"SELECT k.owner_id, k.team_id, {DAY.format('r.ordered_at')}, r.currency, "
         "sum(k.d), sum(k.d * r.amount) "
-        f"FROM {MOVED_CUSTOMERS} JOIN {ALL_ORDERS} r ON r.customer_id = k.id "
+        f"FROM {MOVED_CUSTOMERS} JOIN {orders} r ON r.customer_id = k.id "
         "GROUP BY 1, 2, 3, 4 HAVING sum(k.d) <> 0 OR sum(k.d * r.amount) <> 0"
     )
     updated += "\n" + _metrics_moved()
@@ -407,11 +417,11 @@ def _triggers(table, prefix):
     ]
 
 
-def trigger_sql():
+def trigger_sql(orders=ALL_ORDERS):
     """Every function and trigger, as statements (idempotent: CREATE OR REPLACE)."""
     statements = [
         zone_sql(),
-        *_customer_functions(),
+        *_customer_functions(orders),
         *_order_functions(),
         *_metrics_functions(),
     ]
@@ -446,7 +456,7 @@ def drop_sql():
     return statements
 
 
-def _rebuild_statements():
+def _rebuild_statements(orders=ALL_ORDERS):
     customers = f"(SELECT {CUSTOMER_KEYS}, 1 AS d FROM customers_customer) k"
     statements = [
         "TRUNCATE reports_dashboardsignups, reports_dashboardplaces, reports_dashboardtags, "
@@ -454,7 +464,7 @@ def _rebuild_statements():
         *_customer_counts(customers).split("\n"),
         _revenue(
             f"SELECT c.owner_id, c.team_id, {DAY.format('r.ordered_at')}, r.currency, "
-            f"count(*), sum(r.amount) FROM {ALL_ORDERS} r "
+            f"count(*), sum(r.amount) FROM {orders} r "
             "JOIN customers_customer c ON c.id = r.customer_id GROUP BY 1, 2, 3, 4"
         ),
         _buyers(
@@ -470,7 +480,8 @@ def install_triggers(connection=None):
     """Install (or replace) the functions and triggers, with settings.TIME_ZONE."""
     connection = connection or default_connection
     with connection.cursor() as cursor:
-        for statement in trigger_sql():
+        orders = ALL_ORDERS if _archive_exists(connection) else LIVE_ORDERS
+        for statement in trigger_sql(orders):
             cursor.execute(statement)
 
 
@@ -483,13 +494,15 @@ def rebuild_summaries(connection=None):
     connection = connection or default_connection
     with transaction.atomic(using=connection.alias):
         install_triggers(connection)
+        archive = _archive_exists(connection)
         with connection.cursor() as cursor:
             cursor.execute(
-                "LOCK TABLE customers_customer, customers_order, customers_archivedorder, "
-                "reports_customermetrics IN SHARE MODE"
+                "LOCK TABLE customers_customer, customers_order, reports_customermetrics"
+                + (", customers_archivedorder" if archive else "")
+                + " IN SHARE MODE"
             )
             # A rebuild reads every customer and order once per table: more memory for the
             # sorts and hashes makes it several times faster at a million customers.
             cursor.execute("SET LOCAL work_mem = '256MB'")
-            for statement in _rebuild_statements():
+            for statement in _rebuild_statements(ALL_ORDERS if archive else LIVE_ORDERS):
                 cursor.execute(statement)
