@@ -208,6 +208,14 @@ class CustomerQuerySet(models.QuerySet):
     def with_tags(self, tags):
         return self.filter(tags__contains=list(tags))
 
+    def delete_archived_history(self):
+        """Delete these customers' archived interactions and orders, before deleting them:
+        the archive keeps its customer as a plain id, which no foreign key cascades from.
+        Deleted archived orders leave the reports' figures as deleted live orders do."""
+        ids = self.values("pk")
+        ArchivedInteraction.objects.filter(customer_id__in=ids).delete()
+        ArchivedOrder.objects.filter(customer_id__in=ids).delete()
+
     def bulk_create(self, objs, *args, **kwargs):
         # As save() does: normalised email and phone, and their blind indexes.
         objs = list(objs)
@@ -1061,6 +1069,7 @@ class BulkAction(models.Model):
         """Apply the action to the given customers in one statement; return how many changed."""
         targets = Customer.objects.filter(pk__in=ids)
         if self.action == self.Action.DELETE:
+            targets.delete_archived_history()
             _total, by_model = targets.delete()
             return by_model.get(Customer._meta.label, 0)
         stamp = {"version": F("version") + 1, "updated_at": timezone.now(), "updated_by": self.user}

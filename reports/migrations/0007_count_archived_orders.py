@@ -3,7 +3,10 @@
 Archiving moves old months of orders to customers_archivedorder without firing the orders'
 triggers, so the figures keep them. What counts a customer's orders again (after an order is
 changed or deleted) and what moves a customer's revenue with them to another owner or team now
-read the live and the archived orders together, so that neither drops the archived ones.
+read the live and the archived orders together, so that neither drops the archived ones; and
+the orders' triggers watch the archive too, so that an archived order deleted or moved to
+another customer changes the figures as a live one does. Only the archiving of whole months
+(which sets cims.moving_history) adds archived orders without counting them again.
 """
 
 from django.db import migrations
@@ -73,9 +76,41 @@ END $$;
 """
 
 
+METRICS_TRIGGERS = f"""
+CREATE TRIGGER reports_metrics_archivedorder_insert
+AFTER INSERT ON customers_archivedorder REFERENCING NEW TABLE AS new_orders
+FOR EACH STATEMENT WHEN ({summaries.MOVING_HISTORY})
+EXECUTE FUNCTION reports_metrics_add_orders();
+
+CREATE TRIGGER reports_metrics_archivedorder_update
+AFTER UPDATE ON customers_archivedorder
+REFERENCING OLD TABLE AS old_orders NEW TABLE AS new_orders
+FOR EACH STATEMENT EXECUTE FUNCTION reports_metrics_change_orders();
+
+CREATE TRIGGER reports_metrics_archivedorder_delete
+AFTER DELETE ON customers_archivedorder REFERENCING OLD TABLE AS old_orders
+FOR EACH STATEMENT EXECUTE FUNCTION reports_metrics_remove_orders();
+"""
+
+DROP_METRICS_TRIGGERS = """
+DROP TRIGGER reports_metrics_archivedorder_delete ON customers_archivedorder;
+DROP TRIGGER reports_metrics_archivedorder_update ON customers_archivedorder;
+DROP TRIGGER reports_metrics_archivedorder_insert ON customers_archivedorder;
+"""
+
+
 def install_dashboard_triggers(apps, schema_editor):
-    # The customers' update trigger moves archived orders' revenue with them from now on.
+    # The customers' update trigger moves archived orders' revenue with them from now on, and
+    # the orders' triggers watch the archive.
     summaries.install_triggers(schema_editor.connection)
+
+
+def uninstall_archive_dashboard_triggers(apps, schema_editor):
+    with schema_editor.connection.cursor() as cursor:
+        for statement in summaries.archive_drop_sql():
+            cursor.execute(statement)
+        for statement in summaries.trigger_sql(summaries.LIVE_ORDERS):
+            cursor.execute(statement)
 
 
 class Migration(migrations.Migration):
@@ -86,5 +121,6 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(RECOUNT, LIVE_ONLY_RECOUNT),
-        migrations.RunPython(install_dashboard_triggers, migrations.RunPython.noop),
+        migrations.RunSQL(METRICS_TRIGGERS, DROP_METRICS_TRIGGERS),
+        migrations.RunPython(install_dashboard_triggers, uninstall_archive_dashboard_triggers),
     ]

@@ -248,7 +248,7 @@ def _function(name, body):
     )
 
 
-def _trigger(name, table, event, function, *, old=False, new=False):
+def _trigger(name, table, event, function, *, old=False, new=False, when=""):
     referencing = " ".join(
         part
         for part, wanted in (("OLD TABLE AS old_rows", old), ("NEW TABLE AS new_rows", new))
@@ -257,8 +257,35 @@ def _trigger(name, table, event, function, *, old=False, new=False):
     return (
         f"DROP TRIGGER IF EXISTS {name} ON {table};\n"
         f"CREATE TRIGGER {name} AFTER {event} ON {table} REFERENCING {referencing} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {function}();"
+        f"FOR EACH STATEMENT {when}EXECUTE FUNCTION {function}();"
     )
+
+
+# Set (SET LOCAL) by the archiving of whole months (customers.partitions), whose orders leave
+# customers_order without firing its triggers: their arrival in the archive is no new order.
+MOVING_HISTORY = "current_setting('cims.moving_history', true) IS DISTINCT FROM 'on'"
+
+
+def _archive_triggers():
+    """The orders' triggers on customers_archivedorder too: the figures count live and archived
+    orders alike, so an archived order deleted (a customer's erasure), moved to another
+    customer (a merge) or moved here from the live table by a customer's archiving (a deletion
+    there, an insertion here) changes them as a live order would."""
+    table, prefix = "customers_archivedorder", "reports_dashboard_archivedorders"
+    when = f"WHEN ({MOVING_HISTORY}) "
+    return [
+        _trigger(
+            f"{prefix}_inserted", table, "INSERT", "reports_dashboard_orders_inserted",
+            new=True, when=when,
+        ),
+        _trigger(
+            f"{prefix}_deleted", table, "DELETE", "reports_dashboard_orders_deleted", old=True
+        ),
+        _trigger(
+            f"{prefix}_updated", table, "UPDATE", "reports_dashboard_orders_updated",
+            old=True, new=True,
+        ),
+    ]  # fmt: skip
 
 
 def zone_sql(zone=None):
@@ -427,6 +454,8 @@ def trigger_sql(orders=ALL_ORDERS):
     ]
     statements += _triggers("customers_customer", "reports_dashboard_customers")
     statements += _triggers("customers_order", "reports_dashboard_orders")
+    if orders == ALL_ORDERS:
+        statements += _archive_triggers()
     statements.append(
         _trigger(
             "reports_dashboard_metrics_deleted",
@@ -439,8 +468,17 @@ def trigger_sql(orders=ALL_ORDERS):
     return statements
 
 
+def archive_drop_sql():
+    return [
+        "DO $$ BEGIN IF to_regclass('customers_archivedorder') IS NOT NULL THEN "
+        f"DROP TRIGGER IF EXISTS reports_dashboard_archivedorders_{event} "
+        "ON customers_archivedorder; END IF; END $$;"
+        for event in ("inserted", "deleted", "updated")
+    ]
+
+
 def drop_sql():
-    statements = []
+    statements = archive_drop_sql()
     for table, prefix in (
         ("customers_customer", "reports_dashboard_customers"),
         ("customers_order", "reports_dashboard_orders"),

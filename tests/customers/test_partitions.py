@@ -13,6 +13,7 @@ from customers.migrations import _partitioning
 from customers.models import (
     ArchivedInteraction,
     ArchivedOrder,
+    Customer,
     Interaction,
     Order,
     OrderNumber,
@@ -368,3 +369,61 @@ def test_customer_page_shows_archived_history_marked_after_the_live(
     older, more = customer.timeline(before=(entries[5].occurred, entries[5].pk), limit=3)
     assert [e.occurred for e in older] == [e.occurred for e in entries[6:9]]
     assert more
+
+
+# --- Customers with archived history merged or deleted ----------------------------------------
+
+
+def figures_match_a_rebuild():
+    kept = figures()
+    rebuild_summaries()
+    return figures()[0] == kept[0]
+
+
+def test_a_merge_moves_archived_history_and_undoing_moves_it_back(
+    history, customer, make_customer, staff2, teams, manager, settings
+):
+    from customers import merging
+
+    other = make_customer("章伟", owner=staff2, team=teams[1])
+    old = order(other, -20, "B-OLD", amount="7.00")
+    interaction(other, -20, "old talk")
+    order(other, 0, "B-NOW", amount="3.00")
+    settings.ARCHIVE_HISTORY_AFTER_MONTHS = 12
+    partitions.archive_history()
+    assert ArchivedOrder.objects.filter(pk=old.pk, customer_id=other.pk).exists()
+    survivor, merged = (Customer.objects.get(pk=pk) for pk in (customer.pk, other.pk))
+    merge = merging.merge_customers(
+        survivor=survivor, merged=merged, user=manager,
+        survivor_version=survivor.version, merged_version=merged.version,
+    )  # fmt: skip
+    assert ArchivedOrder.objects.get(pk=old.pk).customer_id == customer.pk
+    assert ArchivedInteraction.objects.get(summary="old talk").customer_id == customer.pk
+    assert customer.order_summary()["count"] == 8
+    metrics = CustomerMetrics.objects.get(customer=customer)
+    assert (metrics.orders, metrics.first_order_at) == (8, moment(-20))
+    # The archived order's revenue moved to the survivor's owner and team, as a rebuild says.
+    assert figures_match_a_rebuild()
+    merging.undo_merge(merge, user=manager)
+    assert ArchivedOrder.objects.get(pk=old.pk).customer_id == other.pk
+    assert CustomerMetrics.objects.get(customer=other).orders == 2
+    assert CustomerMetrics.objects.get(customer=customer).orders == 6
+    assert figures_match_a_rebuild()
+
+
+def test_deleting_a_customer_deletes_its_archived_history_and_figures(
+    history, customer, staff_client, make_customer, settings
+):
+    bystander = make_customer("李娜", owner=customer.owner, team=customer.team)
+    order(bystander, -20, "C-OLD", amount="9.00")
+    settings.ARCHIVE_HISTORY_AFTER_MONTHS = 12
+    partitions.archive_history()
+    assert ArchivedOrder.objects.filter(customer_id=customer.pk).count() == 2
+    response = staff_client.post(f"/customers/{customer.pk}/delete/")
+    assert response.status_code == 302
+    assert not ArchivedOrder.objects.filter(customer_id=customer.pk).exists()
+    assert not ArchivedInteraction.objects.filter(customer_id=customer.pk).exists()
+    assert not OrderNumber.objects.filter(external_id__in=["A86", "A87"]).exists()
+    # What is left of the dashboard is the bystander's archived order alone.
+    assert [(row[4], row[5]) for row in figures()[0]] == [(1, decimal.Decimal("9.00"))]
+    assert figures_match_a_rebuild()
