@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Count, F, Max, Min, Q, Sum
 from django.http import QueryDict
 from django.urls import reverse
@@ -797,6 +797,22 @@ class OrderNumber(models.Model):  # noqa: DJ008 (never shown: it only holds numb
                 fields=["source_system", "external_id"], name="order_unique_external_id"
             ),
         ]
+
+    @staticmethod
+    def fill_missing():
+        """Add the numbers of orders loaded with the triggers off (a bulk load by a superuser
+        with session_replication_role = replica, as seed_demo does); returns how many. A number
+        another order has raises the IntegrityError the triggers would have."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO customers_ordernumber (order_id, source_system, external_id) "
+                "SELECT id, source_system, external_id FROM customers_order o "
+                "WHERE NOT EXISTS (SELECT 1 FROM customers_ordernumber n WHERE n.order_id = o.id) "
+                "UNION ALL SELECT id, source_system, external_id FROM customers_archivedorder a "
+                "WHERE NOT EXISTS (SELECT 1 FROM customers_ordernumber n WHERE n.order_id = a.id) "
+                "ON CONFLICT (order_id) DO NOTHING"
+            )
+            return cursor.rowcount
 
 
 class ArchivedInteraction(models.Model):

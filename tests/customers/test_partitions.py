@@ -427,3 +427,16 @@ def test_deleting_a_customer_deletes_its_archived_history_and_figures(
     # What is left of the dashboard is the bystander's archived order alone.
     assert [(row[4], row[5]) for row in figures()[0]] == [(1, decimal.Decimal("9.00"))]
     assert figures_match_a_rebuild()
+
+
+def test_a_bulk_delete_deletes_the_customers_archived_history(history, customer, staff, settings):
+    from customers.models import BulkAction
+
+    settings.ARCHIVE_HISTORY_AFTER_MONTHS = 12
+    partitions.archive_history()
+    bulk = BulkAction.objects.create(user=staff, action="delete", total=1)
+    assert bulk.apply_to([customer.pk]) == 1
+    assert not ArchivedOrder.objects.exists()
+    assert not ArchivedInteraction.objects.exists()
+    assert not figures()[0]
+    assert figures_match_a_rebuild()
