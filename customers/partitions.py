@@ -106,10 +106,6 @@ def month_start(month):
     return datetime.datetime(month.year, month.month, 1, tzinfo=_zone())
 
 
-def _literal(month):
-    return f"'{month_start(month).isoformat()}'"
-
-
 def _lock(cursor):
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PARTITION_LOCK_KEY])
     # Creating, detaching and attaching partitions lock the whole table: queued behind a long
@@ -167,12 +163,43 @@ def _default_months(cursor, history, *, before=None):
     return [row[0] for row in cursor.fetchall()]
 
 
+# The bounds of a table's partitions, read back from the catalogue.
+BOUNDS = r"""
+SELECT lower, upper FROM (
+    SELECT substring(bound FROM 'FROM \(''([^'']+)''\)')::timestamptz AS lower,
+           substring(bound FROM 'TO \(''([^'']+)''\)')::timestamptz AS upper
+    FROM (
+        SELECT pg_get_expr(c.relpartbound, c.oid) AS bound
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = %s::regclass
+    ) partitions WHERE bound <> 'DEFAULT'
+) ranges WHERE lower < %s AND upper > %s
+"""
+
+
+def _free_range(cursor, history, month):
+    """The month's range, less what partitions made with another TIME_ZONE already cover
+    (their months began at other hours): (start, end), or None when nothing is left."""
+    start, end = month_start(month), month_start(add_months(month, 1))
+    cursor.execute(BOUNDS, [history.table, end, start])
+    for lower, upper in cursor.fetchall():
+        if lower <= start:
+            start = max(start, upper)
+        else:
+            end = min(end, lower)
+    return (start, end) if start < end else None
+
+
 def _create_partition(cursor, history, month):
     """Give `month` its partition; returns the number of rows moved from the DEFAULT partition,
     or None when the partition was there already. Call under the advisory lock."""
     if month in monthly_partitions(history, cursor):
         return None
-    name, start, end = history.partition(month), _literal(month), _literal(add_months(month, 1))
+    free = _free_range(cursor, history, month)
+    if free is None:
+        return None
+    name = history.partition(month)
+    start, end = (f"'{moment.isoformat()}'" for moment in free)
     cursor.execute(
         f"SELECT EXISTS (SELECT 1 FROM {history.default} "
         f"WHERE {history.column} >= {start} AND {history.column} < {end})"

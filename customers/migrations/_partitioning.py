@@ -12,6 +12,9 @@ statement triggers), by their definitions and names.
 import datetime
 import zoneinfo
 
+# At most this many months before the current one get partitions of their own.
+MONTHS_BACK_AT_MOST = 120
+
 
 def _month(moment, zone):
     local = moment.astimezone(zone)
@@ -20,6 +23,10 @@ def _month(moment, zone):
 
 def _next(month):
     return datetime.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def _back(month):
+    return datetime.date(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1)
 
 
 def _start(month, zone):
@@ -66,8 +73,8 @@ def _swap(cursor, table, new, key, definitions):
 
 def to_partitioned(cursor, table, column, *, time_zone, months_ahead):
     """Make `table` partitioned by month of `column` (months of `time_zone`): a partition for
-    every month from its oldest row's to `months_ahead` after the current one (or its newest
-    row's, if later), and a DEFAULT partition for anything outside."""
+    every month from its oldest row's (at most MONTHS_BACK_AT_MOST back) to `months_ahead`
+    after the current one, and a DEFAULT partition for anything outside."""
     zone = zoneinfo.ZoneInfo(time_zone)
     cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
     definitions = _definitions(cursor, table)
@@ -76,13 +83,18 @@ def to_partitioned(cursor, table, column, *, time_zone, months_ahead):
         f"CREATE TABLE {new} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
         f"INCLUDING STORAGE INCLUDING COMMENTS) PARTITION BY RANGE ({column})"
     )
-    cursor.execute(f"SELECT now(), min({column}), max({column}) FROM {table}")
-    now, oldest, newest = cursor.fetchone()
-    month = _month(min(oldest or now, now), zone)
+    cursor.execute(f"SELECT now(), min({column}) FROM {table}")
+    now, oldest = cursor.fetchone()
+    # Rows dated implausibly far back (a typo's year 1900) or ahead go to DEFAULT, rather than
+    # a partition for every month in between; archiving or the partitions made ahead later
+    # move them into partitions of their own months.
+    first = _month(now, zone)
+    for _ in range(MONTHS_BACK_AT_MOST):
+        first = _back(first)
+    month = max(first, _month(min(oldest or now, now), zone))
     last = _month(now, zone)
     for _ in range(months_ahead):
         last = _next(last)
-    last = max(last, _month(newest or now, zone))
     while month <= last:
         cursor.execute(
             f"CREATE TABLE {table}_p{month:%Y%m} PARTITION OF {new} "

@@ -440,3 +440,25 @@ def test_a_bulk_delete_deletes_the_customers_archived_history(history, customer,
     assert not ArchivedInteraction.objects.exists()
     assert not figures()[0]
     assert figures_match_a_rebuild()
+
+
+def test_partitions_made_after_a_change_of_time_zone_neither_overlap_nor_fail(db, settings):
+    made = partitions.monthly_partitions(partitions.ORDERS)[-1]
+    # Auckland's months begin hours before Shanghai's: the next month starts where the last
+    # partition made with Shanghai's months ends.
+    settings.TIME_ZONE = "Pacific/Auckland"
+    created = partitions.create_partitions(months_ahead=0, today=moment(made_offset(made) + 1))
+    new = partitions.add_months(made, 1)
+    assert created["customers_order"] == [(new, 0)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname IN (%s, %s) "
+            "ORDER BY relname",
+            [f"customers_order_p{made:%Y%m}", f"customers_order_p{new:%Y%m}"],
+        )
+        (last,), (following,) = cursor.fetchall()
+    assert last.split("TO ")[1] == following.split("FROM ")[1].split(" TO")[0]
+
+
+def made_offset(month):
+    return (month.year - THIS_MONTH.year) * 12 + month.month - THIS_MONTH.month
