@@ -309,6 +309,14 @@ def _customer_functions(orders):
         "ON CONFLICT (customer_id) DO UPDATE SET owner_id = excluded.owner_id, "
         "team_id = excluded.team_id, xact = excluded.xact;"
     )
+    if orders == ALL_ORDERS:
+        # Archived orders left behind by a deleted customer (no foreign key cascades to the
+        # archive) stop counting with them, as a rebuild, which counts customers' orders, says.
+        deleted += "\n" + _revenue(
+            f"SELECT o.owner_id, o.team_id, {DAY.format('r.ordered_at')}, r.currency, "
+            "-count(*), -sum(r.amount) FROM old_rows o "
+            "JOIN customers_archivedorder r ON r.customer_id = o.id GROUP BY 1, 2, 3, 4"
+        )
     updated = _customer_counts(CHANGED_CUSTOMERS, CUSTOMER_CHANGED)
     updated += "\n" + _revenue(
         f"SELECT k.owner_id, k.team_id, {DAY.format('r.ordered_at')}, r.currency, "

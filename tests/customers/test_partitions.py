@@ -462,3 +462,17 @@ def test_partitions_made_after_a_change_of_time_zone_neither_overlap_nor_fail(db
 
 def made_offset(month):
     return (month.year - THIS_MONTH.year) * 12 + month.month - THIS_MONTH.month
+
+
+def test_a_customer_deleted_without_its_archive_stops_counting_its_archived_orders(
+    history, customer, make_customer, settings
+):
+    bystander = make_customer("李娜", owner=customer.owner, team=customer.team)
+    order(bystander, -20, "C-OLD", amount="9.00")
+    settings.ARCHIVE_HISTORY_AFTER_MONTHS = 12
+    partitions.archive_history()
+    # As a customer's archiving elsewhere might: the archive stays, the customer goes.
+    Customer.objects.filter(pk=customer.pk).delete()
+    assert ArchivedOrder.objects.filter(customer_id=customer.pk).count() == 2
+    assert [(row[4], row[5]) for row in figures()[0]] == [(1, decimal.Decimal("9.00"))]
+    assert figures_match_a_rebuild()
