@@ -80,9 +80,13 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- Months moved here by archiving (customers.partitions sets cims.moving_history) keep the
+-- numbers their orders had in the live table.
 CREATE TRIGGER customers_archived_order_number_insert
 AFTER INSERT ON customers_archivedorder REFERENCING NEW TABLE AS new_rows
-FOR EACH STATEMENT EXECUTE FUNCTION customers_order_number_archived();
+FOR EACH STATEMENT
+WHEN (current_setting('cims.moving_history', true) IS DISTINCT FROM 'on')
+EXECUTE FUNCTION customers_order_number_archived();
 
 CREATE TRIGGER customers_archived_order_number_update
 AFTER UPDATE ON customers_archivedorder REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
