@@ -77,10 +77,29 @@ END $$;
 
 
 METRICS_TRIGGERS = f"""
+-- As reports_metrics_add_orders, for the customers that exist: unlike a live order, an archived
+-- one may name a customer that is gone (moved to an archive of customers, say).
+CREATE FUNCTION reports_metrics_add_archived_orders() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO reports_customermetrics AS m
+        (customer_id, orders, revenue, first_order_at, last_order_at)
+    SELECT customer_id, count(*), sum(amount), min(ordered_at), max(ordered_at)
+    FROM new_orders n
+    WHERE EXISTS (SELECT 1 FROM customers_customer c WHERE c.id = n.customer_id)
+    GROUP BY customer_id ORDER BY customer_id
+    ON CONFLICT (customer_id) DO UPDATE SET
+        orders = m.orders + EXCLUDED.orders,
+        revenue = m.revenue + EXCLUDED.revenue,
+        first_order_at = LEAST(m.first_order_at, EXCLUDED.first_order_at),
+        last_order_at = GREATEST(m.last_order_at, EXCLUDED.last_order_at),
+        refreshed_at = NULL;
+    RETURN NULL;
+END $$;
+
 CREATE TRIGGER reports_metrics_archivedorder_insert
 AFTER INSERT ON customers_archivedorder REFERENCING NEW TABLE AS new_orders
 FOR EACH STATEMENT WHEN ({summaries.MOVING_HISTORY})
-EXECUTE FUNCTION reports_metrics_add_orders();
+EXECUTE FUNCTION reports_metrics_add_archived_orders();
 
 CREATE TRIGGER reports_metrics_archivedorder_update
 AFTER UPDATE ON customers_archivedorder
@@ -96,6 +115,7 @@ DROP_METRICS_TRIGGERS = """
 DROP TRIGGER reports_metrics_archivedorder_delete ON customers_archivedorder;
 DROP TRIGGER reports_metrics_archivedorder_update ON customers_archivedorder;
 DROP TRIGGER reports_metrics_archivedorder_insert ON customers_archivedorder;
+DROP FUNCTION reports_metrics_add_archived_orders();
 """
 
 

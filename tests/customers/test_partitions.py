@@ -8,6 +8,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.audit import Action, AuditEntry
+from cims.ids import uuid7
 from customers import partitions
 from customers.migrations import _partitioning
 from customers.models import (
@@ -476,3 +477,20 @@ def test_a_customer_deleted_without_its_archive_stops_counting_its_archived_orde
     assert ArchivedOrder.objects.filter(customer_id=customer.pk).count() == 2
     assert [(row[4], row[5]) for row in figures()[0]] == [(1, decimal.Decimal("9.00"))]
     assert figures_match_a_rebuild()
+
+
+def test_orders_put_into_the_archive_count_once_and_only_for_existing_customers(customer):
+    before = figures()
+    fields = {
+        "source_system": "cims", "ordered_at": moment(-30), "amount": decimal.Decimal("5.00"),
+        "currency": "CNY", "channel": "store", "created_at": moment(-30),
+    }  # fmt: skip
+    # As a customer's restore or archiving elsewhere might write them, one by one.
+    ArchivedOrder.objects.create(id=uuid7(), customer_id=customer.pk, external_id="R-1", **fields)
+    ArchivedOrder.objects.create(id=uuid7(), customer_id=uuid7(), external_id="R-2", **fields)
+    metrics = CustomerMetrics.objects.get(customer=customer)
+    assert (metrics.orders, metrics.revenue) == (1, decimal.Decimal("5.00"))
+    assert figures() != before
+    assert figures_match_a_rebuild()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        order(customer, 0, "R-2")
