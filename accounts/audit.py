@@ -93,6 +93,7 @@ class Action(models.TextChoices):
     RESTORE = "restore", _("Database restored from a backup")
     CUSTOMER_ERASE = "customer.erase", _("Customer erased")
     RETENTION_APPLY = "retention.apply", _("Retention rule applied")
+    HISTORY_ARCHIVE = "history.archive", _("Old history archived")
 
 
 # Actions that make up a customer's change history.

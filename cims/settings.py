@@ -362,6 +362,22 @@ CELERY_BEAT_SCHEDULE["clear-expired-merge-snapshots"] = {
 }
 # --- end of duplicate customers ---
 
+# --- Partitions and archived history (customers/partitions.py, docs/partitioning-and-archiving.md)
+# Interactions and orders are partitioned by month; partitions exist this many months ahead.
+PARTITION_MONTHS_AHEAD = env_int("PARTITION_MONTHS_AHEAD", 3)
+# Months of interactions and orders older than this many months move to the archive tables
+# (0: never).
+ARCHIVE_HISTORY_AFTER_MONTHS = env_int("ARCHIVE_HISTORY_AFTER_MONTHS", 36)
+CELERY_BEAT_SCHEDULE["create-history-partitions"] = {
+    "task": "customers.tasks.create_history_partitions",
+    "schedule": crontab(hour=1, minute=10),
+}
+CELERY_BEAT_SCHEDULE["archive-old-history"] = {
+    "task": "customers.tasks.archive_old_history",
+    "schedule": crontab(day_of_month=1, hour=4, minute=20),
+}
+# --- end of partitions and archiving ---
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

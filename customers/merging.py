@@ -22,6 +22,8 @@ from django.utils.translation import gettext_lazy
 from accounts import audit
 from customers.fields import EncryptedMixin
 from customers.models import (
+    ArchivedInteraction,
+    ArchivedOrder,
     Customer,
     CustomerTeamPermission,
     CustomerUserPermission,
@@ -207,6 +209,9 @@ _ENCRYPTED = {f.column: f for f in Customer._meta.concrete_fields if isinstance(
 
 def _references():
     """(model, foreign key) of every record that points at a customer and moves with it."""
+    # Archived history keeps its customer as a plain id, without a foreign key: it moves too.
+    for model in (ArchivedInteraction, ArchivedOrder):
+        yield model, model._meta.get_field("customer_id")
     own = {Merge, DuplicateCandidate, DuplicateDismissal, *SHARE_MODELS}
     for model in apps.get_models(include_auto_created=True):
         if model in own:

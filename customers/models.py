@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Count, F, Max, Min, Q, Sum
 from django.http import QueryDict
 from django.urls import reverse
@@ -208,6 +208,14 @@ class CustomerQuerySet(models.QuerySet):
 
     def with_tags(self, tags):
         return self.filter(tags__contains=list(tags))
+
+    def delete_archived_history(self):
+        """Delete these customers' archived interactions and orders, before deleting them:
+        the archive keeps its customer as a plain id, which no foreign key cascades from.
+        Deleted archived orders leave the reports' figures as deleted live orders do."""
+        ids = self.values("pk")
+        ArchivedInteraction.objects.filter(customer_id__in=ids).delete()
+        ArchivedOrder.objects.filter(customer_id__in=ids).delete()
 
     def bulk_create(self, objs, *args, **kwargs):
         # As save() does: normalised email and phone, and their blind indexes.
@@ -575,14 +583,25 @@ class Customer(models.Model):
         return True
 
     def order_summary(self):
-        """Number of orders, first and last purchase, and total spent per currency."""
-        orders = self.orders.all()
-        summary = orders.aggregate(
-            count=Count("id"), first=Min("ordered_at"), last=Max("ordered_at")
-        )
-        summary["totals"] = list(
-            orders.values("currency").annotate(total=Sum("amount")).order_by("-total")
-        )
+        """Number of orders, first and last purchase, and total spent per currency: live and
+        archived orders together, as the customer's metrics count them."""
+        summary = {"count": 0, "first": None, "last": None}
+        totals = {}
+        for orders in (self.orders.all(), ArchivedOrder.objects.filter(customer_id=self.pk)):
+            part = orders.aggregate(
+                count=Count("id"), first=Min("ordered_at"), last=Max("ordered_at")
+            )
+            summary["count"] += part["count"]
+            moments = [m for m in (summary["first"], part["first"]) if m is not None]
+            summary["first"] = min(moments, default=None)
+            moments = [m for m in (summary["last"], part["last"]) if m is not None]
+            summary["last"] = max(moments, default=None)
+            for row in orders.values("currency").annotate(total=Sum("amount")).order_by():
+                totals[row["currency"]] = totals.get(row["currency"], 0) + row["total"]
+        summary["totals"] = [
+            {"currency": currency, "total": total}
+            for currency, total in sorted(totals.items(), key=lambda item: -item[1])
+        ]
         return summary
 
     def current_consents(self):
@@ -598,18 +617,30 @@ class Customer(models.Model):
 
         `before` is a (time, id) pair from the last entry of the previous page. Returns the
         entries and whether more exist.
+
+        Archived entries (older months moved out of the live tables) follow the live ones in
+        the same order, marked by their `archived` attribute: the customer's history reads as
+        one, and the archive is only read by an index on the customer.
         """
         interactions = self.interactions.select_related("created_by")
         orders = self.orders.all()
+        archived_interactions = ArchivedInteraction.objects.filter(customer_id=self.pk)
+        archived_orders = ArchivedOrder.objects.filter(customer_id=self.pk)
         if before is not None:
             interactions = interactions.filter(_before(before, "occurred_at"))
             orders = orders.filter(_before(before, "ordered_at"))
+            archived_interactions = archived_interactions.filter(_before(before, "occurred_at"))
+            archived_orders = archived_orders.filter(_before(before, "ordered_at"))
         entries = [
             *interactions.order_by("-occurred_at", "-id")[: limit + 1],
             *orders.order_by("-ordered_at", "-id")[: limit + 1],
+            *archived_interactions.order_by("-occurred_at", "-id")[: limit + 1],
+            *archived_orders.order_by("-ordered_at", "-id")[: limit + 1],
         ]
         entries.sort(key=lambda e: (e.occurred, e.id), reverse=True)
-        return entries[:limit], len(entries) > limit
+        entries, more = entries[:limit], len(entries) > limit
+        ArchivedInteraction.attach_authors(entries)
+        return entries, more
 
 
 def _before(cursor, field):
@@ -631,8 +662,12 @@ class InteractionKind(models.TextChoices):
 class Interaction(models.Model):
     """Something that happened between the company and a customer.
 
-    A leaf table that will grow to hundreds of millions of rows and be partitioned by month:
-    nothing may reference it by foreign key.
+    A leaf table that grows to hundreds of millions of rows, partitioned by month of
+    occurred_at (customers.partitions): nothing may reference it by foreign key. The database's
+    primary key is (id, occurred_at), as a partitioned table's must contain the partition
+    column; Django keeps `id` alone as the primary key, which holds as well: ids are uuid7,
+    made here and never reused. Months older than ARCHIVE_HISTORY_AFTER_MONTHS move to
+    ArchivedInteraction.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
@@ -678,6 +713,8 @@ class Interaction(models.Model):
             ),
         ]
 
+    archived = False
+
     def __str__(self):
         return self.summary
 
@@ -687,7 +724,11 @@ class Interaction(models.Model):
 
 
 class Order(models.Model):
-    """A purchase. Lines live inside the row (JSON) so the table stays a partitionable leaf."""
+    """A purchase. Lines live inside the row (JSON) so the table stays a partitionable leaf.
+
+    Partitioned by month of ordered_at, like Interaction (whose docstring says why Django's
+    primary key stays `id`); order numbers are kept unique by OrderNumber.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     customer = models.ForeignKey(
@@ -722,10 +763,9 @@ class Order(models.Model):
         ordering = ["-ordered_at", "-id"]
         verbose_name = _("order")
         verbose_name_plural = _("orders")
+        # The order numbers' uniqueness is kept in OrderNumber: a unique index of a table
+        # partitioned by month must contain the month's column.
         constraints = [
-            models.UniqueConstraint(
-                fields=["source_system", "external_id"], name="order_unique_external_id"
-            ),
             models.CheckConstraint(condition=Q(amount__gte=0), name="order_amount_not_negative"),
             models.CheckConstraint(
                 condition=Q(currency__regex=r"^[A-Z]{3}$"), name="order_currency_iso"
@@ -735,6 +775,8 @@ class Order(models.Model):
             models.Index(fields=["customer", "-ordered_at", "-id"], name="order_customer_idx"),
             models.Index(fields=["ordered_at"], name="order_time_idx"),
         ]
+
+    archived = False
 
     def __str__(self):
         return self.external_id
@@ -752,6 +794,44 @@ class Order(models.Model):
             ),
             decimal.Decimal("0"),
         ).quantize(decimal.Decimal("0.01"))
+
+
+class OrderNumber(models.Model):  # noqa: DJ008 (never shown: it only holds numbers taken)
+    """The order number of every order, live or archived: their uniqueness, kept by triggers.
+
+    customers_order is partitioned by month, so its primary key is (id, ordered_at) and it
+    cannot hold a unique index on (source_system, external_id). Triggers on customers_order and
+    customers_archivedorder (migration 0014) keep one row here per order in either table; its
+    unique constraint, which keeps the name the orders' own constraint had, refuses a second
+    order with a number already taken, live or archived, with the same IntegrityError.
+    """
+
+    order_id = models.UUIDField(primary_key=True)
+    source_system = models.CharField(max_length=50)
+    external_id = models.CharField(max_length=100)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_system", "external_id"], name="order_unique_external_id"
+            ),
+        ]
+
+    @staticmethod
+    def fill_missing():
+        """Add the numbers of orders loaded with the triggers off (a bulk load by a superuser
+        with session_replication_role = replica, as seed_demo does); returns how many. A number
+        another order has raises the IntegrityError the triggers would have."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO customers_ordernumber (order_id, source_system, external_id) "
+                "SELECT id, source_system, external_id FROM customers_order o "
+                "WHERE NOT EXISTS (SELECT 1 FROM customers_ordernumber n WHERE n.order_id = o.id) "
+                "UNION ALL SELECT id, source_system, external_id FROM customers_archivedorder a "
+                "WHERE NOT EXISTS (SELECT 1 FROM customers_ordernumber n WHERE n.order_id = a.id) "
+                "ON CONFLICT (order_id) DO NOTHING"
+            )
+            return cursor.rowcount
 
 
 class ArchivedInteraction(models.Model):
@@ -778,8 +858,29 @@ class ArchivedInteraction(models.Model):
         verbose_name_plural = _("archived interactions")
         indexes = [models.Index(fields=["occurred_at"], name="archived_interaction_time_idx")]
 
+    archived = True
+
     def __str__(self):
         return self.summary
+
+    @property
+    def occurred(self):
+        return self.occurred_at
+
+    @property
+    def created_by(self):
+        return getattr(self, "_created_by", None)
+
+    @staticmethod
+    def attach_authors(entries):
+        """Give archived interactions among `entries` their authors (one query), for display:
+        the archive keeps the author's id without a foreign key."""
+        from django.contrib.auth import get_user_model
+
+        archived = [e for e in entries if isinstance(e, ArchivedInteraction) and e.created_by_id]
+        users = get_user_model().objects.in_bulk({e.created_by_id for e in archived})
+        for entry in archived:
+            entry._created_by = users.get(entry.created_by_id)
 
 
 class ArchivedOrder(models.Model):
@@ -803,8 +904,14 @@ class ArchivedOrder(models.Model):
         verbose_name_plural = _("archived orders")
         indexes = [models.Index(fields=["ordered_at"], name="archived_order_time_idx")]
 
+    archived = True
+
     def __str__(self):
         return self.external_id
+
+    @property
+    def occurred(self):
+        return self.ordered_at
 
 
 class ConsentPurpose(models.TextChoices):
@@ -997,6 +1104,7 @@ class BulkAction(models.Model):
         """Apply the action to the given customers in one statement; return how many changed."""
         targets = Customer.objects.filter(pk__in=ids)
         if self.action == self.Action.DELETE:
+            targets.delete_archived_history()
             _total, by_model = targets.delete()
             return by_model.get(Customer._meta.label, 0)
         stamp = {"version": F("version") + 1, "updated_at": timezone.now(), "updated_by": self.user}

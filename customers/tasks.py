@@ -166,5 +166,31 @@ def purge_import_files(days=None):
     imports.purge_files(days)
 
 
+# --- Partitions and archiving of history ---
+
+
+@shared_task(bind=True, max_retries=5, acks_late=True)
+def create_history_partitions(self, months_ahead=None):
+    """Make the coming months' partitions (nightly; a rerun finds them made and does nothing)."""
+    from customers import partitions
+
+    try:
+        partitions.create_partitions(months_ahead=months_ahead)
+    except DatabaseError as error:
+        raise self.retry(exc=error, countdown=2**self.request.retries * 30) from error
+
+
+@shared_task(bind=True, max_retries=5, acks_late=True)
+def archive_old_history(self):
+    """Archive the months past ARCHIVE_HISTORY_AFTER_MONTHS (monthly; each month moves in a
+    transaction of its own, so a rerun after a failure carries on with the months left)."""
+    from customers import partitions
+
+    try:
+        partitions.archive_history()
+    except DatabaseError as error:
+        raise self.retry(exc=error, countdown=2**self.request.retries * 60) from error
+
+
 # Tasks of modules of their own, found by Celery's autodiscovery through this one.
 from customers.retention_tasks import apply_retention_rules  # noqa: E402, F401

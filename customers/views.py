@@ -388,6 +388,7 @@ def customer_delete(request, pk):
                 target=customer,
                 data={"name": customer.display_name},
             )
+            Customer.objects.filter(pk=customer.pk).delete_archived_history()
             customer.delete()
         messages.success(request, _("Customer %(name)s deleted.") % {"name": customer})
         return redirect("customers:list")

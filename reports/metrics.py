@@ -168,7 +168,10 @@ FILL_MISSING_SQL = """
 INSERT INTO reports_customermetrics (customer_id, orders, revenue, first_order_at, last_order_at)
 SELECT c.id, count(o.id), COALESCE(sum(o.amount), 0), min(o.ordered_at), max(o.ordered_at)
 FROM customers_customer c
-LEFT JOIN customers_order o ON o.customer_id = c.id
+LEFT JOIN (
+    SELECT id, customer_id, amount, ordered_at FROM customers_order
+    UNION ALL SELECT id, customer_id, amount, ordered_at FROM customers_archivedorder
+) o ON o.customer_id = c.id
 WHERE NOT EXISTS (SELECT 1 FROM reports_customermetrics m WHERE m.customer_id = c.id)
 GROUP BY c.id
 ON CONFLICT (customer_id) DO NOTHING

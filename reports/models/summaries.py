@@ -10,7 +10,8 @@ Statement-level triggers with transition tables (installed by migration
 makes, once per statement however many rows it touched, upserting the buckets in key order so
 that two transactions never wait for each other's buckets in opposite orders. A bucket that
 reaches zero is kept (and removed by the next rebuild). `rebuild_summaries()` recomputes every
-table from scratch: `manage.py rebuild_dashboard_summaries` and the migration run it.
+table from scratch: `manage.py rebuild_dashboard_summaries` and the migration run it. Orders
+moved to the archive (customers.partitions) still count: the rebuild reads them too.
 
 Months and days are those of settings.TIME_ZONE, fixed in the SQL function
 reports_dashboard_zone(); the rebuild installs it again, so after changing TIME_ZONE run the
@@ -217,6 +218,23 @@ DELETED_OWNERS = (
     "WHERE d.xact = txid_current() "
     "AND NOT EXISTS (SELECT 1 FROM customers_customer x WHERE x.id = d.customer_id))"
 )
+# Every order, live or archived (customers.partitions): archiving moves whole months out of
+# customers_order without firing its triggers, so the figures keep counting archived orders and
+# whatever counts orders again from scratch reads both tables. Before the archive table exists
+# (the earlier migrations run this module's SQL too), the live orders are all of them.
+ALL_ORDERS = (
+    "(SELECT customer_id, ordered_at, currency, amount FROM customers_order "
+    "UNION ALL SELECT customer_id, ordered_at, currency, amount FROM customers_archivedorder)"
+)
+LIVE_ORDERS = "customers_order"
+
+
+def _archive_exists(connection):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('customers_archivedorder') IS NOT NULL")
+        return cursor.fetchone()[0]
+
+
 LOCK_CUSTOMERS = (
     "PERFORM 1 FROM customers_customer WHERE id IN (SELECT customer_id FROM {0}) "
     "ORDER BY id FOR SHARE;"
@@ -230,7 +248,7 @@ def _function(name, body):
     )
 
 
-def _trigger(name, table, event, function, *, old=False, new=False):
+def _trigger(name, table, event, function, *, old=False, new=False, when=""):
     referencing = " ".join(
         part
         for part, wanted in (("OLD TABLE AS old_rows", old), ("NEW TABLE AS new_rows", new))
@@ -239,8 +257,35 @@ def _trigger(name, table, event, function, *, old=False, new=False):
     return (
         f"DROP TRIGGER IF EXISTS {name} ON {table};\n"
         f"CREATE TRIGGER {name} AFTER {event} ON {table} REFERENCING {referencing} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {function}();"
+        f"FOR EACH STATEMENT {when}EXECUTE FUNCTION {function}();"
     )
+
+
+# Set (SET LOCAL) by the archiving of whole months (customers.partitions), whose orders leave
+# customers_order without firing its triggers: their arrival in the archive is no new order.
+MOVING_HISTORY = "current_setting('cims.moving_history', true) IS DISTINCT FROM 'on'"
+
+
+def _archive_triggers():
+    """The orders' triggers on customers_archivedorder too: the figures count live and archived
+    orders alike, so an archived order deleted (a customer's erasure), moved to another
+    customer (a merge) or moved here from the live table by a customer's archiving (a deletion
+    there, an insertion here) changes them as a live order would."""
+    table, prefix = "customers_archivedorder", "reports_dashboard_archivedorders"
+    when = f"WHEN ({MOVING_HISTORY}) "
+    return [
+        _trigger(
+            f"{prefix}_inserted", table, "INSERT", "reports_dashboard_orders_inserted",
+            new=True, when=when,
+        ),
+        _trigger(
+            f"{prefix}_deleted", table, "DELETE", "reports_dashboard_orders_deleted", old=True
+        ),
+        _trigger(
+            f"{prefix}_updated", table, "UPDATE", "reports_dashboard_orders_updated",
+            old=True, new=True,
+        ),
+    ]  # fmt: skip
 
 
 def zone_sql(zone=None):
@@ -252,7 +297,7 @@ def zone_sql(zone=None):
     )
 
 
-def _customer_functions():
+def _customer_functions(orders):
     inserted = _customer_counts(f"(SELECT {CUSTOMER_KEYS}, 1 AS d FROM new_rows) k")
     deleted = _customer_counts(f"(SELECT {CUSTOMER_KEYS}, -1 AS d FROM old_rows) k")
     # For the triggers of the cascade (see the module's docstring), after removing what
@@ -264,11 +309,19 @@ def _customer_functions():
         "ON CONFLICT (customer_id) DO UPDATE SET owner_id = excluded.owner_id, "
         "team_id = excluded.team_id, xact = excluded.xact;"
     )
+    if orders == ALL_ORDERS:
+        # Archived orders left behind by a deleted customer (no foreign key cascades to the
+        # archive) stop counting with them, as a rebuild, which counts customers' orders, says.
+        deleted += "\n" + _revenue(
+            f"SELECT o.owner_id, o.team_id, {DAY.format('r.ordered_at')}, r.currency, "
+            "-count(*), -sum(r.amount) FROM old_rows o "
+            "JOIN customers_archivedorder r ON r.customer_id = o.id GROUP BY 1, 2, 3, 4"
+        )
     updated = _customer_counts(CHANGED_CUSTOMERS, CUSTOMER_CHANGED)
     updated += "\n" + _revenue(
         f"SELECT k.owner_id, k.team_id, {DAY.format('r.ordered_at')}, r.currency, "
         "sum(k.d), sum(k.d * r.amount) "
-        f"FROM {MOVED_CUSTOMERS} JOIN customers_order r ON r.customer_id = k.id "
+        f"FROM {MOVED_CUSTOMERS} JOIN {orders} r ON r.customer_id = k.id "
         "GROUP BY 1, 2, 3, 4 HAVING sum(k.d) <> 0 OR sum(k.d * r.amount) <> 0"
     )
     updated += "\n" + _metrics_moved()
@@ -399,16 +452,18 @@ def _triggers(table, prefix):
     ]
 
 
-def trigger_sql():
+def trigger_sql(orders=ALL_ORDERS):
     """Every function and trigger, as statements (idempotent: CREATE OR REPLACE)."""
     statements = [
         zone_sql(),
-        *_customer_functions(),
+        *_customer_functions(orders),
         *_order_functions(),
         *_metrics_functions(),
     ]
     statements += _triggers("customers_customer", "reports_dashboard_customers")
     statements += _triggers("customers_order", "reports_dashboard_orders")
+    if orders == ALL_ORDERS:
+        statements += _archive_triggers()
     statements.append(
         _trigger(
             "reports_dashboard_metrics_deleted",
@@ -421,8 +476,17 @@ def trigger_sql():
     return statements
 
 
+def archive_drop_sql():
+    return [
+        "DO $$ BEGIN IF to_regclass('customers_archivedorder') IS NOT NULL THEN "
+        f"DROP TRIGGER IF EXISTS reports_dashboard_archivedorders_{event} "
+        "ON customers_archivedorder; END IF; END $$;"
+        for event in ("inserted", "deleted", "updated")
+    ]
+
+
 def drop_sql():
-    statements = []
+    statements = archive_drop_sql()
     for table, prefix in (
         ("customers_customer", "reports_dashboard_customers"),
         ("customers_order", "reports_dashboard_orders"),
@@ -438,7 +502,7 @@ def drop_sql():
     return statements
 
 
-def _rebuild_statements():
+def _rebuild_statements(orders=ALL_ORDERS):
     customers = f"(SELECT {CUSTOMER_KEYS}, 1 AS d FROM customers_customer) k"
     statements = [
         "TRUNCATE reports_dashboardsignups, reports_dashboardplaces, reports_dashboardtags, "
@@ -446,7 +510,7 @@ def _rebuild_statements():
         *_customer_counts(customers).split("\n"),
         _revenue(
             f"SELECT c.owner_id, c.team_id, {DAY.format('r.ordered_at')}, r.currency, "
-            "count(*), sum(r.amount) FROM customers_order r "
+            f"count(*), sum(r.amount) FROM {orders} r "
             "JOIN customers_customer c ON c.id = r.customer_id GROUP BY 1, 2, 3, 4"
         ),
         _buyers(
@@ -462,7 +526,8 @@ def install_triggers(connection=None):
     """Install (or replace) the functions and triggers, with settings.TIME_ZONE."""
     connection = connection or default_connection
     with connection.cursor() as cursor:
-        for statement in trigger_sql():
+        orders = ALL_ORDERS if _archive_exists(connection) else LIVE_ORDERS
+        for statement in trigger_sql(orders):
             cursor.execute(statement)
 
 
@@ -475,13 +540,15 @@ def rebuild_summaries(connection=None):
     connection = connection or default_connection
     with transaction.atomic(using=connection.alias):
         install_triggers(connection)
+        archive = _archive_exists(connection)
         with connection.cursor() as cursor:
             cursor.execute(
-                "LOCK TABLE customers_customer, customers_order, reports_customermetrics "
-                "IN SHARE MODE"
+                "LOCK TABLE customers_customer, customers_order, reports_customermetrics"
+                + (", customers_archivedorder" if archive else "")
+                + " IN SHARE MODE"
             )
             # A rebuild reads every customer and order once per table: more memory for the
             # sorts and hashes makes it several times faster at a million customers.
             cursor.execute("SET LOCAL work_mem = '256MB'")
-            for statement in _rebuild_statements():
+            for statement in _rebuild_statements(ALL_ORDERS if archive else LIVE_ORDERS):
                 cursor.execute(statement)

@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 from accounts import roles
 from accounts.models import Team
 from customers import demo
-from customers.models import Consent, Customer, Interaction, Order, Tag
+from customers.models import Consent, Customer, Interaction, Order, OrderNumber, Tag
 from intake.demo import ensure_demo_forms
 from reports.demo import create_demo_reports
 from reports.metrics import fill_missing_metrics
@@ -101,6 +101,7 @@ class Command(BaseCommand):
             # computed here, set-based, for everything at once.
             self.say(_("Computing order figures and dashboard summaries…"))
             fill_missing_metrics()
+            OrderNumber.fill_missing()
             rebuild_summaries()
             self.say(_("Vacuuming and updating planner statistics…"))
             vacuum_and_analyze()
