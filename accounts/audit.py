@@ -57,6 +57,8 @@ class Action(models.TextChoices):
     CUSTOMER_DELETE = "customer.delete", _("Customer deleted")
     CUSTOMER_MERGE = "customer.merge", _("Customers merged")
     CUSTOMER_UNMERGE = "customer.unmerge", _("Merge undone")
+    CUSTOMER_ARCHIVE = "customer.archive", _("Customer archived")
+    CUSTOMER_RESTORE = "customer.restore", _("Customer restored from the archive")
     CHANGES_REJECTED = "customer.changes_rejected", _("Submitted changes rejected")
     BULK_ACTION = "customer.bulk", _("Bulk action")
     REVEAL = "customer.reveal", _("Sensitive value revealed")
@@ -89,6 +91,8 @@ CUSTOMER_HISTORY_ACTIONS = (
     Action.CUSTOMER_DELETE,
     Action.CUSTOMER_MERGE,
     Action.CUSTOMER_UNMERGE,
+    Action.CUSTOMER_ARCHIVE,
+    Action.CUSTOMER_RESTORE,
     Action.CHANGES_REJECTED,
     Action.BULK_ACTION,
 )

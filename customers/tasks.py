@@ -164,3 +164,23 @@ def purge_import_files(days=None):
     from customers import imports
 
     imports.purge_files(days)
+
+
+# --- Archiving ---
+
+
+@shared_task(bind=True, max_retries=3, acks_late=True)
+def archive_inactive_customers(self):
+    """Archive the customers inactive for ARCHIVE_CUSTOMERS_AFTER_MONTHS (nightly).
+
+    Safe to run again: each batch commits on its own and the next run finds what is left.
+    """
+    from customers import archiving
+
+    try:
+        run = archiving.archive_inactive()
+    except DatabaseError as error:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=error, countdown=60 * 2**self.request.retries) from error
+        raise
+    return {"customers": run.customers, "interactions": run.interactions, "orders": run.orders}
