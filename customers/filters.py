@@ -223,6 +223,14 @@ class CustomerFilter(django_filters.FilterSet):
         widget=forms.Select(choices=[("", _("Any")), ("true", _("Yes")), ("false", _("No"))]),
     )
 
+    # Not a condition on live customers: asks the list to search the archive too (shown as a
+    # section of its own, ArchivedCustomerFilter).
+    archive = django_filters.BooleanFilter(
+        method="filter_nothing",
+        label=_("Include archive"),
+        widget=forms.CheckboxInput(attrs={"form": "list-form"}),
+    )
+
     def __init__(self, data=None, *args, **kwargs):
         # Saved views and links from before "none" say "null" for no owner or team.
         if data is not None and any(data.get(name) == "null" for name in ("owner", "team")):
@@ -234,6 +242,9 @@ class CustomerFilter(django_filters.FilterSet):
         self.custom_fields = active_custom_fields()
         for field in self.custom_fields:
             self.filters.update(_attribute_filters(field))
+
+    def filter_nothing(self, queryset, name, value):
+        return queryset
 
     def filter_search(self, queryset, name, value):
         return queryset.search(value)
@@ -281,8 +292,41 @@ class CustomerFilter(django_filters.FilterSet):
         for name in self.form.fields:
             value = self.form[name].value()
             values = value if isinstance(value, (list, tuple)) else [value]
-            count += name != "q" and any(v not in (None, "") for v in values)
+            count += name not in ("q", "archive") and any(
+                v not in (None, "", False) for v in values
+            )
         return count
+
+    @property
+    def include_archive(self):
+        return self.is_valid() and bool(self.form.cleaned_data.get("archive"))
+
+
+# Filters on what only live customers have (their analytics figures and live orders).
+LIVE_ONLY_FILTERS = ("segment", "first_purchase", "ltv_min", "ltv_max", "has_orders")
+
+
+class ArchivedCustomerFilter(CustomerFilter):
+    """The list's search and filters applied to archived customers, which have the same
+    columns; filters on analytics and orders are live-only (see `unsupported`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in (*LIVE_ONLY_FILTERS, "archive"):
+            self.filters.pop(name)
+
+    def unsupported(self):
+        """The labels of live-only filters that are set: the archive cannot answer them."""
+        live = CustomerFilter(self.data, queryset=self.queryset.none())
+        if not live.is_valid():
+            return []
+        labels = []
+        for name in LIVE_ONLY_FILTERS:
+            value = live.form.cleaned_data.get(name)
+            values = [value.start, value.stop] if isinstance(value, slice) else [value]
+            if any(v not in (None, "", []) for v in values):
+                labels.append(str(live.filters[name].label))
+        return labels
 
 
 def _attribute_filters(field):

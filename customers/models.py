@@ -807,6 +807,9 @@ class ArchivedCustomerQuerySet(models.QuerySet):
         condition = search.search_q(text)
         return self if condition is None else self.filter(condition)
 
+    def with_tags(self, tags):
+        return self.filter(tags__contains=list(tags))
+
 
 class ArchivedCustomer(models.Model):
     """A customer moved out of the live tables after a long time without activity.

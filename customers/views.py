@@ -31,6 +31,7 @@ from customers.filters import (
     DEFAULT_SORT,
     PAGE_SIZES,
     SORTS,
+    ArchivedCustomerFilter,
     CustomerFilter,
     sorted_customers,
 )
@@ -45,7 +46,7 @@ from customers.forms import (
     ShareForm,
 )
 from customers.masking import SENSITIVE_FIELDS
-from customers.models import BulkAction, Customer, CustomField, SavedView, Tag
+from customers.models import ArchivedCustomer, BulkAction, Customer, CustomField, SavedView, Tag
 from customers.phones import normalize_phone
 from customers.search import normalize_email
 from customers.tasks import run_bulk_action
@@ -58,7 +59,7 @@ LIST_FIELDS = [
 ]
 
 # Query parameters that move through a list rather than describe it.
-PAGING_PARAMS = ("after", "before", "page")
+PAGING_PARAMS = ("after", "before", "page", "archive_after")
 
 
 def list_query(request):
@@ -123,6 +124,8 @@ def customer_list(request):
     except BadCursor:
         raise BadRequest(_("This page link is not valid. Go back to the first page.")) from None
     number = _page_number(request)
+    if filterset.include_archive:
+        context["archive"] = _archive_section(request)
     # Past the limit with an estimate below it, all that is known is "more than the limit".
     context.update(
         page=page, page_number=number, count=count, estimated=estimated, count_limit=limit
@@ -131,6 +134,40 @@ def customer_list(request):
     if request.htmx and request.htmx.target == "results":
         template += "#results"
     return render(request, template, context)
+
+
+# Archived customers matching the list's search and filters are shown below the live ones, a
+# page at a time in name order: a section of its own, so the live list's keyset paging and
+# counts stay exactly what they were.
+ARCHIVE_PAGE_SIZE = 25
+ARCHIVE_LIST_FIELDS = [
+    *("id", "display_name", "company", "city", "status", "name_pinyin", "archived_at", "owner"),
+    *("owner__username", "owner__first_name", "owner__last_name"),
+]
+
+
+def _archive_section(request):
+    archived = (
+        ArchivedCustomer.objects.visible_to(request.user)
+        .select_related("owner")
+        .only(*ARCHIVE_LIST_FIELDS)
+    )
+    filterset = ArchivedCustomerFilter(request.GET, queryset=archived, request=request)
+    unsupported = filterset.unsupported()
+    if unsupported or not filterset.is_valid():
+        return {"unsupported": unsupported}
+    count, estimated = count_matches(filterset.qs, limit=settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT)
+    try:
+        page = keyset_page(
+            filterset.qs,
+            order=("name_pinyin", "id"),
+            size=ARCHIVE_PAGE_SIZE,
+            after=request.GET.get("archive_after"),
+            sort=_few_search_matches(filterset, count),
+        )
+    except BadCursor:
+        raise BadRequest(_("This page link is not valid. Go back to the first page.")) from None
+    return {"page": page, "count": count, "estimated": estimated}
 
 
 @require_GET

@@ -3,6 +3,7 @@
 import datetime
 import io
 import json
+import re
 
 import pytest
 from django.core.management import call_command
@@ -378,3 +379,72 @@ def test_restore_refusal_is_a_message_not_an_error(archived, staff_client, make_
 def test_missing_archived_customer_is_404(staff_client):
     missing = "0190a0a0-0000-7000-8000-000000000000"
     assert staff_client.get(f"/customers/archive/{missing}/").status_code == 404
+
+
+# Searching the archive from the customer list ----------------------------------------------
+
+
+def archive_section(response):
+    content = response.content.decode()
+    start = content.find('id="archive-results"')
+    return content[start:] if start >= 0 else ""
+
+
+@pytest.mark.parametrize(
+    "typed", ["张伟", "zhang wei", "zhangwei", "138 0013 8000", "8000", "Zhang.Wei@Example.com"]
+)
+def test_include_archive_finds_an_archived_customer(archived, staff_client, typed):
+    response = staff_client.get(reverse("customers:list"), {"q": typed, "archive": "on"})
+    section = archive_section(response)
+    assert response.status_code == 200
+    assert reverse("customers:archived_detail", args=[archived.pk]) in section
+    assert "1 archived customer" in section
+
+
+def test_without_include_archive_the_list_shows_live_customers_only(archived, staff_client):
+    response = staff_client.get(reverse("customers:list"), {"q": "张伟"})
+    assert archive_section(response) == ""
+    assert reverse("customers:archived_detail", args=[archived.pk]) not in response.content.decode()
+
+
+def test_archive_search_obeys_the_customer_rules(archived, verified_login):
+    from tests.conftest import make_user
+
+    stranger = verified_login(Client(), make_user("stranger", role="Staff"))
+    response = stranger.get(reverse("customers:list"), {"q": "张伟", "archive": "on"})
+    assert "No archived customers match." in archive_section(response)
+
+
+def test_archive_search_applies_the_filters(archived, staff_client):
+    found = staff_client.get(reverse("customers:list"), {"archive": "on", "tags": "vip"})
+    missed = staff_client.get(reverse("customers:list"), {"archive": "on", "status": "churned"})
+    assert "1 archived customer" in archive_section(found)
+    assert "No archived customers match." in archive_section(missed)
+
+
+def test_live_only_filters_say_the_archive_cannot_answer_them(archived, staff_client):
+    response = staff_client.get(
+        reverse("customers:list"), {"archive": "on", "segment": "lost", "q": "张伟"}
+    )
+    section = archive_section(response)
+    assert "The archive cannot be filtered by Customer segment" in section
+    assert reverse("customers:archived_detail", args=[archived.pk]) not in section
+
+
+def test_archive_section_pages_by_name(world, make_customer, staff, teams, staff_client):
+    names = [f"Archived {n:02d}" for n in range(30)]
+    made = [make_customer(name, owner=staff, team=teams[0]) for name in names]
+    archiving.archive_customers([c.pk for c in made])
+    first = staff_client.get(reverse("customers:list"), {"archive": "on", "q": "archived"})
+    section = archive_section(first)
+    assert "30 archived customers" in section
+    assert "Archived 00" in section and "Archived 24" in section and "Archived 25" not in section
+    next_link = re.search(r'href="\?([^"]*archive_after=[^"#]*)', section).group(1)
+    second = staff_client.get(reverse("customers:list") + "?" + next_link.replace("&amp;", "&"))
+    section = archive_section(second)
+    assert "Archived 25" in section and "Archived 29" in section and "Archived 24" not in section
+
+
+def test_a_bad_archive_page_link_is_a_400(archived, staff_client):
+    response = staff_client.get(reverse("customers:list"), {"archive": "on", "archive_after": "x"})
+    assert response.status_code == 400
