@@ -752,6 +752,32 @@ class ArchivedInteraction(models.Model):
     created_by_id = models.BigIntegerField(_("recorded by"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"))
     archived_at = models.DateTimeField(_("archived at"), default=timezone.now)
+    # Joins without columns or constraints, for reports over live and archived history: the
+    # customer is either live or archived, and the recorder may have been deleted since.
+    live_customer = models.ForeignObject(
+        "Customer",
+        models.DO_NOTHING,
+        from_fields=["customer_id"],
+        to_fields=["id"],
+        related_name="+",
+        null=True,
+    )
+    archived_customer = models.ForeignObject(
+        "ArchivedCustomer",
+        models.DO_NOTHING,
+        from_fields=["customer_id"],
+        to_fields=["id"],
+        related_name="+",
+        null=True,
+    )
+    recorded_by = models.ForeignObject(
+        settings.AUTH_USER_MODEL,
+        models.DO_NOTHING,
+        from_fields=["created_by_id"],
+        to_fields=["id"],
+        related_name="+",
+        null=True,
+    )
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
@@ -781,6 +807,23 @@ class ArchivedOrder(models.Model):
     lines = models.JSONField(_("order lines"), default=list, blank=True)
     created_at = models.DateTimeField(_("created at"))
     archived_at = models.DateTimeField(_("archived at"), default=timezone.now)
+    # See ArchivedInteraction.
+    live_customer = models.ForeignObject(
+        "Customer",
+        models.DO_NOTHING,
+        from_fields=["customer_id"],
+        to_fields=["id"],
+        related_name="+",
+        null=True,
+    )
+    archived_customer = models.ForeignObject(
+        "ArchivedCustomer",
+        models.DO_NOTHING,
+        from_fields=["customer_id"],
+        to_fields=["id"],
+        related_name="+",
+        null=True,
+    )
 
     class Meta:
         ordering = ["-ordered_at", "-id"]
