@@ -243,14 +243,13 @@ def _archive(cursor, ids):
         f"DELETE FROM {_table(Customer)} WHERE id = ANY(%s) RETURNING id, display_name", [ids]
     )
     deleted = cursor.fetchall()
-    for pk, name in deleted:
-        _record(audit.Action.CUSTOMER_ARCHIVE, pk, name)
+    # Each entry names the customer by id and name; the row itself is gone by now.
+    audit.record_many(
+        audit.Action.CUSTOMER_ARCHIVE,
+        [Customer(id=pk, display_name=name) for pk, name in deleted],
+        data=lambda customer: {"archived_at": moment},
+    )
     return len(deleted), interactions, orders
-
-
-def _record(action, pk, name, data=None):
-    # The entry names the customer by id and name; the row itself is gone by now.
-    audit.record(action, target=Customer(id=pk, display_name=name), data=data)
 
 
 def _snapshots(model, column):

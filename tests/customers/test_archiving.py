@@ -448,3 +448,15 @@ def test_archive_section_pages_by_name(world, make_customer, staff, teams, staff
 def test_a_bad_archive_page_link_is_a_400(archived, staff_client):
     response = staff_client.get(reverse("customers:list"), {"archive": "on", "archive_after": "x"})
     assert response.status_code == 400
+
+
+def test_archiving_many_customers_keeps_the_audit_chain_whole(world, make_customer):
+    quiet = [make_customer(f"安静{n}") for n in range(5)]
+    make_inactive(*quiet)
+    audit.record(Action.LOGIN)
+    run = archiving.archive_inactive(batch_size=2)
+    audit.record(Action.LOGOUT)
+    assert run.customers == 6 and run.batches == 3
+    assert audit.verify_trail(with_checkpoints=False).entries == AuditEntry.objects.count()
+    archived = AuditEntry.objects.filter(action=Action.CUSTOMER_ARCHIVE)
+    assert {e.customer_id for e in archived} == {world["zhang"].pk, *(c.pk for c in quiet)}
