@@ -228,7 +228,7 @@ class CustomerFilter(django_filters.FilterSet):
     archive = django_filters.BooleanFilter(
         method="filter_nothing",
         label=_("Include archive"),
-        widget=forms.CheckboxInput(attrs={"form": "list-form"}),
+        widget=forms.CheckboxInput(attrs={"form": "list-form", "data-autosubmit": ""}),
     )
 
     def __init__(self, data=None, *args, **kwargs):
