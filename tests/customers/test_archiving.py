@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -248,8 +249,6 @@ def test_archiving_is_off_with_zero_months(world, settings, capsys):
 
 
 def test_command_refuses_a_bad_batch_size(world):
-    from django.core.management.base import CommandError
-
     with pytest.raises(CommandError, match="at least 1"):
         call_command("archive_customers", "--batch-size", "0")
 
@@ -460,3 +459,30 @@ def test_archiving_many_customers_keeps_the_audit_chain_whole(world, make_custom
     assert audit.verify_trail(with_checkpoints=False).entries == AuditEntry.objects.count()
     archived = AuditEntry.objects.filter(action=Action.CUSTOMER_ARCHIVE)
     assert {e.customer_id for e in archived} == {world["zhang"].pk, *(c.pk for c in quiet)}
+
+
+def test_rotate_keys_re_encrypts_archived_customers_too(settings, make_customer, manager):
+    from cims import crypto
+
+    settings.FIELD_ENCRYPTION_KEYS = f"1:{crypto.new_key()}"
+    settings.BLIND_INDEX_KEY = crypto.new_key()
+    try:
+        live = make_customer("活跃", phone="+8613900001111", email="live@example.com")
+        quiet = make_customer("安静", phone="+8613900002222", email="quiet@example.com")
+        archiving.archive_customers([quiet.pk])
+        settings.FIELD_ENCRYPTION_KEYS += f", 2:{crypto.new_key()}"
+        with pytest.raises(CommandError):
+            call_command("rotate_keys", "--check", stdout=io.StringIO())
+
+        call_command("rotate_keys", stdout=io.StringIO())
+
+        call_command("rotate_keys", "--check", stdout=io.StringIO())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT get_byte(phone, 1) FROM customers_archivedcustomer")
+            assert cursor.fetchall() == [(2,)]
+        assert ArchivedCustomer.objects.get().phone == "+8613900002222"
+        archiving.restore_customer(ArchivedCustomer.objects.get(), user=manager)
+        assert Customer.objects.get(pk=quiet.pk).email == "quiet@example.com"
+        assert Customer.objects.get(pk=live.pk).phone == "+8613900001111"
+    finally:
+        crypto.reset()
