@@ -172,7 +172,14 @@ def _archive_section(request):
 
 @require_GET
 def customer_detail(request, pk):
-    customer = get_customer_for(request.user, pk, "view")
+    try:
+        customer = get_customer_for(request.user, pk, "view")
+    except Http404:
+        # Links to a customer archived since (bookmarks, the audit trail) lead to the archive.
+        archived = permissions.visible_archived_customers(request.user).filter(pk=pk).first()
+        if archived is None:
+            raise
+        return redirect(archived)
     before = _timeline_cursor(request.GET.get("before"))
     entries, more = customer.timeline(before=before, limit=20)
     context = {

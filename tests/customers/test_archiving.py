@@ -486,3 +486,15 @@ def test_rotate_keys_re_encrypts_archived_customers_too(settings, make_customer,
         assert Customer.objects.get(pk=live.pk).phone == "+8613900001111"
     finally:
         crypto.reset()
+
+
+def test_a_link_to_an_archived_customer_leads_to_the_archive(
+    archived, staff_client, verified_login
+):
+    from tests.conftest import make_user
+
+    response = staff_client.get(reverse("customers:detail", args=[archived.pk]))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("customers:archived_detail", args=[archived.pk])
+    stranger = verified_login(Client(), make_user("stranger", role="Staff"))
+    assert stranger.get(reverse("customers:detail", args=[archived.pk])).status_code == 404
