@@ -223,14 +223,6 @@ class CustomerFilter(django_filters.FilterSet):
         widget=forms.Select(choices=[("", _("Any")), ("true", _("Yes")), ("false", _("No"))]),
     )
 
-    # Not a condition on live customers: asks the list to search the archive too (shown as a
-    # section of its own, ArchivedCustomerFilter).
-    archive = django_filters.BooleanFilter(
-        method="filter_nothing",
-        label=_("Include archive"),
-        widget=forms.CheckboxInput(attrs={"form": "list-form", "data-autosubmit": ""}),
-    )
-
     def __init__(self, data=None, *args, **kwargs):
         # Saved views and links from before "none" say "null" for no owner or team.
         if data is not None and any(data.get(name) == "null" for name in ("owner", "team")):
@@ -242,9 +234,6 @@ class CustomerFilter(django_filters.FilterSet):
         self.custom_fields = active_custom_fields()
         for field in self.custom_fields:
             self.filters.update(_attribute_filters(field))
-
-    def filter_nothing(self, queryset, name, value):
-        return queryset
 
     def filter_search(self, queryset, name, value):
         return queryset.search(value)
@@ -292,14 +281,8 @@ class CustomerFilter(django_filters.FilterSet):
         for name in self.form.fields:
             value = self.form[name].value()
             values = value if isinstance(value, (list, tuple)) else [value]
-            count += name not in ("q", "archive") and any(
-                v not in (None, "", False) for v in values
-            )
+            count += name != "q" and any(v not in (None, "") for v in values)
         return count
-
-    @property
-    def include_archive(self):
-        return self.is_valid() and bool(self.form.cleaned_data.get("archive"))
 
 
 # Filters on what only live customers have (their analytics figures and live orders).
@@ -308,11 +291,12 @@ LIVE_ONLY_FILTERS = ("segment", "first_purchase", "ltv_min", "ltv_max", "has_ord
 
 class ArchivedCustomerFilter(CustomerFilter):
     """The list's search and filters applied to archived customers, which have the same
-    columns; filters on analytics and orders are live-only (see `unsupported`)."""
+    columns; filters on analytics and orders are live-only (see `unsupported`). The list shows
+    them when asked to include the archive (its `archive` parameter, `include_archive`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        for name in (*LIVE_ONLY_FILTERS, "archive"):
+        for name in LIVE_ONLY_FILTERS:
             self.filters.pop(name)
 
     def unsupported(self):
@@ -397,3 +381,8 @@ def _attribute_filters(field):
     return {
         name: django_filters.CharFilter(label=label, method=contains, max_length=500),
     }
+
+
+def include_archive(query):
+    """Whether the list's query asks for archived customers too (the "Include archive" box)."""
+    return query.get("archive") in ("on", "1", "true")

@@ -33,6 +33,7 @@ from customers.filters import (
     SORTS,
     ArchivedCustomerFilter,
     CustomerFilter,
+    include_archive,
     sorted_customers,
 )
 from customers.forms import (
@@ -98,6 +99,7 @@ def customer_list(request):
     size = {str(n): n for n in PAGE_SIZES}.get(request.GET.get("size"), DEFAULT_PAGE_SIZE)
     context = {
         "filter": filterset,
+        "include_archive": include_archive(request.GET),
         "sort": sort,
         "size": size,
         "page_sizes": PAGE_SIZES,
@@ -124,7 +126,7 @@ def customer_list(request):
     except BadCursor:
         raise BadRequest(_("This page link is not valid. Go back to the first page.")) from None
     number = _page_number(request)
-    if filterset.include_archive:
+    if include_archive(request.GET):
         context["archive"] = _archive_section(request)
     # Past the limit with an estimate below it, all that is known is "more than the limit".
     context.update(

@@ -498,3 +498,21 @@ def test_a_link_to_an_archived_customer_leads_to_the_archive(
     assert response["Location"] == reverse("customers:archived_detail", args=[archived.pk])
     stranger = verified_login(Client(), make_user("stranger", role="Staff"))
     assert stranger.get(reverse("customers:detail", args=[archived.pk])).status_code == 404
+
+
+def test_dashboard_summaries_follow_archiving_and_restoring(world, manager, make_customer):
+    from reports.models.summaries import rebuild_summaries
+    from tests.reports.test_dashboard import snapshot
+
+    rebuild_summaries()
+    before = snapshot()
+
+    archiving.archive_inactive()
+    by_triggers = snapshot()
+    rebuild_summaries()
+    assert snapshot() == by_triggers != before
+
+    archiving.restore_customer(ArchivedCustomer.objects.get(), user=manager)
+    by_triggers = snapshot()
+    rebuild_summaries()
+    assert snapshot() == by_triggers == before
