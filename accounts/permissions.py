@@ -140,7 +140,8 @@ def customer_actions(user, customer):
     return cache[user.pk]
 
 
-def _actions(user, customer):
+def _actions(user, customer, shared_codenames=None):
+    shared_codenames = shared_codenames or _shared_codenames
     if not _active(user):
         return
     shares = None
@@ -162,7 +163,7 @@ def _actions(user, customer):
         )
         if not reach:
             if shares is None:
-                shares = _shared_codenames(user, customer)
+                shares = shared_codenames(user, customer)
             reach = bool(shares & set(SHARE_CODENAMES[action]))
         if reach:
             yield action
@@ -199,6 +200,67 @@ def get_customer_for(user, pk, action=VIEW):
 def can_erase(user, customer):
     """Erasing a customer's personal data: a role that may erase, and delete access to them."""
     return _active(user) and _has(user, "erase_customer") and can(user, DELETE, customer)
+
+
+# Archived customers (customers.archiving) obey the same rules: their owner, team and the shares
+# they had when archived (kept in share_keys, as "user:<id>:<codename>" and "group:<id>:...").
+
+
+def _group_ids(user):
+    if not hasattr(user, "_cims_group_ids"):
+        user._cims_group_ids = frozenset(user.groups.values_list("id", flat=True))
+    return user._cims_group_ids
+
+
+def _share_keys(user, action):
+    codenames = SHARE_CODENAMES[action]
+    keys = [f"user:{user.pk}:{codename}" for codename in codenames]
+    keys += [f"group:{g}:{codename}" for g in sorted(_group_ids(user)) for codename in codenames]
+    return keys
+
+
+def visible_archived_customers(user, queryset=None):
+    """The archived customers `user` may see, as a filter on `queryset` (all by default)."""
+    from customers.models import ArchivedCustomer
+
+    queryset = ArchivedCustomer.objects.all() if queryset is None else queryset
+    if not _active(user) or not _has(user, "view_customer"):
+        return queryset.none()
+    everything, teams = _reach(user, VIEW)
+    if everything:
+        return queryset
+    condition = Q(owner=user) | Q(share_keys__overlap=_share_keys(user, VIEW))
+    if teams:
+        condition |= Q(team__in=teams)
+    return queryset.filter(condition)
+
+
+def _archived_shared_codenames(user, archived):
+    mine = {f"user:{user.pk}"} | {f"group:{g}" for g in _group_ids(user)}
+    return {key.rpartition(":")[2] for key in archived.share_keys if key.rpartition(":")[0] in mine}
+
+
+def archived_customer_actions(user, archived):
+    """The set of actions ("view", "change") `user` may take on an archived customer; changing
+    it means restoring it. Deleting is not offered: only live customers are deleted."""
+    cache = archived.__dict__.setdefault("_cims_actions", {})
+    if user.pk not in cache:
+        actions = _actions(user, archived, _archived_shared_codenames)
+        cache[user.pk] = frozenset(a for a in actions if a != DELETE)
+    return cache[user.pk]
+
+
+def get_archived_customer_for(user, pk, action=VIEW):
+    """The archived customer `pk` if `user` may `action` it: 404 when they may not see it,
+    403 when they may see it but not restore it (as for live customers)."""
+    if action not in (VIEW, CHANGE):
+        raise ValueError(f"Unknown action for archived customers {action!r}")
+    archived = get_object_or_404(
+        visible_archived_customers(user).select_related("owner", "team"), pk=pk
+    )
+    if action not in archived_customer_actions(user, archived):
+        raise PermissionDenied
+    return archived
 
 
 def can_list_customers(user):

@@ -624,3 +624,14 @@ CELERY_BEAT_SCHEDULE["apply-retention-rules"] = {
     "schedule": crontab(hour=4, minute=10),
 }
 # --- end of erasure and retention ---
+# --- Archiving of inactive customers (customers/archiving.py, docs/archiving.md) ---
+# Customers without an order, interaction, consent, submission or edit for more than this many
+# months move to the archive every night; 0 turns archiving off.
+ARCHIVE_CUSTOMERS_AFTER_MONTHS = env_int("ARCHIVE_CUSTOMERS_AFTER_MONTHS", 24)
+# Customers moved per transaction: each batch holds its rows' locks until it commits.
+ARCHIVE_BATCH_SIZE = env_int("ARCHIVE_BATCH_SIZE", 500)
+CELERY_BEAT_SCHEDULE["archive-inactive-customers"] = {
+    "task": "customers.tasks.archive_inactive_customers",
+    "schedule": crontab(hour=4, minute=0),
+}
+# --- end of archiving ---

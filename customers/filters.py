@@ -316,6 +316,34 @@ class CustomerFilter(django_filters.FilterSet):
         return count
 
 
+# Filters on what only live customers have (their analytics figures and live orders).
+LIVE_ONLY_FILTERS = ("segment", "first_purchase", "ltv_min", "ltv_max", "has_orders")
+
+
+class ArchivedCustomerFilter(CustomerFilter):
+    """The list's search and filters applied to archived customers, which have the same
+    columns; filters on analytics and orders are live-only (see `unsupported`). The list shows
+    them when asked to include the archive (its `archive` parameter, `include_archive`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in LIVE_ONLY_FILTERS:
+            self.filters.pop(name)
+
+    def unsupported(self):
+        """The labels of live-only filters that are set: the archive cannot answer them."""
+        live = CustomerFilter(self.data, queryset=self.queryset.none())
+        if not live.is_valid():
+            return []
+        labels = []
+        for name in LIVE_ONLY_FILTERS:
+            value = live.form.cleaned_data.get(name)
+            values = [value.start, value.stop] if isinstance(value, slice) else [value]
+            if any(v not in (None, "", []) for v in values):
+                labels.append(str(live.filters[name].label))
+        return labels
+
+
 def _attribute_filters(field):
     """Filters on one custom attribute, named attr_<key> (and _min / _max for ranges)."""
     name = f"attr_{field.key}"
@@ -384,3 +412,8 @@ def _attribute_filters(field):
     return {
         name: django_filters.CharFilter(label=label, method=contains, max_length=500),
     }
+
+
+def include_archive(query):
+    """Whether the list's query asks for archived customers too (the "Include archive" box)."""
+    return query.get("archive") in ("on", "1", "true")

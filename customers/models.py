@@ -851,6 +851,32 @@ class ArchivedInteraction(models.Model):
     created_by_id = models.BigIntegerField(_("recorded by"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"))
     archived_at = models.DateTimeField(_("archived at"), default=timezone.now)
+    # Joins without columns or constraints, for reports over live and archived history: the
+    # customer is either live or archived, and the recorder may have been deleted since.
+    live_customer = models.ForeignObject(
+        "Customer",
+        models.DO_NOTHING,
+        from_fields=["customer_id"],
+        to_fields=["id"],
+        related_name="+",
+        null=True,
+    )
+    archived_customer = models.ForeignObject(
+        "ArchivedCustomer",
+        models.DO_NOTHING,
+        from_fields=["customer_id"],
+        to_fields=["id"],
+        related_name="+",
+        null=True,
+    )
+    recorded_by = models.ForeignObject(
+        settings.AUTH_USER_MODEL,
+        models.DO_NOTHING,
+        from_fields=["created_by_id"],
+        to_fields=["id"],
+        related_name="+",
+        null=True,
+    )
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
@@ -897,6 +923,23 @@ class ArchivedOrder(models.Model):
     lines = models.JSONField(_("order lines"), default=list, blank=True)
     created_at = models.DateTimeField(_("created at"))
     archived_at = models.DateTimeField(_("archived at"), default=timezone.now)
+    # See ArchivedInteraction.
+    live_customer = models.ForeignObject(
+        "Customer",
+        models.DO_NOTHING,
+        from_fields=["customer_id"],
+        to_fields=["id"],
+        related_name="+",
+        null=True,
+    )
+    archived_customer = models.ForeignObject(
+        "ArchivedCustomer",
+        models.DO_NOTHING,
+        from_fields=["customer_id"],
+        to_fields=["id"],
+        related_name="+",
+        null=True,
+    )
 
     class Meta:
         ordering = ["-ordered_at", "-id"]
@@ -912,6 +955,180 @@ class ArchivedOrder(models.Model):
     @property
     def occurred(self):
         return self.ordered_at
+
+
+class ArchivedCustomerQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        from accounts.permissions import visible_archived_customers
+
+        return visible_archived_customers(user, self)
+
+    def search(self, text):
+        # The same derived columns and blind indexes as live customers, so the same filter.
+        condition = search.search_q(text)
+        return self if condition is None else self.filter(condition)
+
+    def with_tags(self, tags):
+        return self.filter(tags__contains=list(tags))
+
+
+class ArchivedCustomer(models.Model):
+    """A customer moved out of the live tables after a long time without activity.
+
+    The row keeps every column of customers_customer as it was stored: encrypted values stay
+    the ciphertexts written for the live table and row id (`encrypted_for_table`), so they read
+    the same here and after a restore, and the derived search columns and blind indexes let the
+    archive be searched like the live list. The customer's small related rows (consents,
+    shares, analytics figures, proposed changes, duplicate decisions, links from submissions)
+    are kept in `related` as to_jsonb snapshots; interactions and orders move to
+    ArchivedInteraction and ArchivedOrder. customers.archiving moves them both ways.
+    """
+
+    encrypted_for_table = "customers_customer"
+
+    id = models.UUIDField(primary_key=True, editable=False)
+    display_name = models.CharField(_("name"), max_length=200)
+    family_name = models.CharField(_("family name"), max_length=100, blank=True)
+    given_name = models.CharField(_("given name"), max_length=100, blank=True)
+    gender = models.CharField(_("gender"), max_length=10, choices=Gender.choices, blank=True)
+    birthday = EncryptedDateField(_("birthday"), blank=True)
+    birth_year = models.PositiveSmallIntegerField(_("year of birth"), null=True)
+    email = EncryptedEmailField(_("email"), max_length=254, blank=True)
+    phone = EncryptedCharField(_("mobile phone"), max_length=20, blank=True)
+    company = models.CharField(_("company"), max_length=200, blank=True)
+    job_title = models.CharField(_("job title"), max_length=100, blank=True)
+    country = models.CharField(_("country or region"), max_length=2, blank=True)
+    province = models.CharField(_("province"), max_length=50, blank=True)
+    city = models.CharField(_("city"), max_length=50, blank=True)
+    district = models.CharField(_("district"), max_length=50, blank=True)
+    street = EncryptedCharField(_("street address"), max_length=200, blank=True)
+    postcode = models.CharField(_("postcode"), max_length=20, blank=True)
+    source = models.CharField(_("source channel"), max_length=20, choices=Source.choices)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices)
+    tags = ArrayField(
+        models.CharField(max_length=50), verbose_name=_("tags"), default=list, blank=True
+    )
+    # Users and teams are deactivated rather than deleted; should one be deleted, the archive
+    # loses the reference as the live table does.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    team = models.ForeignKey(
+        "accounts.Team",
+        verbose_name=_("team"),
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    notes = models.TextField(_("notes"), blank=True)
+    attributes = models.JSONField(_("custom attributes"), default=dict, blank=True)
+    external_id = models.CharField(_("external ID"), max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(_("created at"))
+    updated_at = models.DateTimeField(_("updated at"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("updated by"),
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    version = models.PositiveIntegerField(default=1)
+    name_pinyin = models.CharField(max_length=300, blank=True)
+    search_text = models.TextField(blank=True)
+    search_keys = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    email_index = models.BinaryField(null=True)
+    phone_index = models.BinaryField(null=True)
+    phone_last4_index = models.BinaryField(null=True)
+
+    archived_at = models.DateTimeField(_("archived at"), default=timezone.now)
+    # Who the customer was shared with when archived, as "user:<id>:<codename>" and
+    # "group:<id>:<codename>": the permission module's condition on shares, one indexed overlap.
+    share_keys = ArrayField(models.CharField(max_length=80), default=list, blank=True)
+    related = models.JSONField(default=dict, blank=True)
+
+    objects = ArchivedCustomerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name_pinyin", "id"]
+        verbose_name = _("archived customer")
+        verbose_name_plural = _("archived customers")
+        indexes = [
+            models.Index(fields=["name_pinyin", "id"], name="archived_customer_name_idx"),
+            models.Index(fields=["owner", "name_pinyin", "id"], name="archived_customer_owner_idx"),
+            models.Index(fields=["team", "name_pinyin", "id"], name="archived_customer_team_idx"),
+            models.Index(fields=["archived_at"], name="archived_customer_time_idx"),
+            models.Index(fields=["email_index"], name="archived_customer_email_idx"),
+            models.Index(fields=["phone_index"], name="archived_customer_phone_idx"),
+            models.Index(
+                fields=["phone_last4_index"],
+                condition=Q(phone_last4_index__isnull=False),
+                name="archived_customer_phone4_idx",
+            ),
+            GinIndex(fields=["share_keys"], name="archived_customer_shares_idx"),
+            GinIndex(fields=["tags"], name="archived_customer_tags_idx"),
+            GinIndex(fields=["search_keys"], name="archived_customer_keys_idx"),
+            GinIndex(
+                OpClass("search_text", name="gin_trgm_ops"), name="archived_customer_text_idx"
+            ),
+        ]
+
+    def __str__(self):
+        return self.display_name
+
+    def get_absolute_url(self):
+        return reverse("customers:archived_detail", args=[self.pk])
+
+    def timeline(self, *, limit=200):
+        """Archived interactions and orders, newest first, up to `limit` of each."""
+        entries = [
+            *ArchivedInteraction.objects.filter(customer_id=self.pk)[:limit],
+            *ArchivedOrder.objects.filter(customer_id=self.pk)[:limit],
+        ]
+        entries.sort(key=lambda e: (e.occurred, e.id), reverse=True)
+        return entries
+
+    def order_summary(self):
+        orders = ArchivedOrder.objects.filter(customer_id=self.pk)
+        summary = orders.aggregate(
+            count=Count("id"), first=Min("ordered_at"), last=Max("ordered_at")
+        )
+        summary["totals"] = list(
+            orders.values("currency").annotate(total=Sum("amount")).order_by("-total")
+        )
+        return summary
+
+    def current_consents(self):
+        """The latest kept consent record for each purpose, as (purpose label, granted, when)."""
+        latest = {}
+        for row in sorted(self.related.get("consents", []), key=lambda r: r["recorded_at"]):
+            latest[row["purpose"]] = row
+        return [
+            (
+                ConsentPurpose(p).label if p in ConsentPurpose.values else p,
+                row["granted"],
+                datetime.datetime.fromisoformat(row["recorded_at"]),
+            )
+            for p, row in sorted(latest.items())
+        ]
 
 
 class ConsentPurpose(models.TextChoices):

@@ -192,5 +192,25 @@ def archive_old_history(self):
         raise self.retry(exc=error, countdown=2**self.request.retries * 60) from error
 
 
+# --- Archiving ---
+
+
+@shared_task(bind=True, max_retries=3, acks_late=True)
+def archive_inactive_customers(self):
+    """Archive the customers inactive for ARCHIVE_CUSTOMERS_AFTER_MONTHS (nightly).
+
+    Safe to run again: each batch commits on its own and the next run finds what is left.
+    """
+    from customers import archiving
+
+    try:
+        run = archiving.archive_inactive()
+    except DatabaseError as error:
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=error, countdown=60 * 2**self.request.retries) from error
+        raise
+    return {"customers": run.customers, "interactions": run.interactions, "orders": run.orders}
+
+
 # Tasks of modules of their own, found by Celery's autodiscovery through this one.
 from customers.retention_tasks import apply_retention_rules  # noqa: E402, F401

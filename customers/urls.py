@@ -1,6 +1,6 @@
 from django.urls import path
 
-from customers import access_export_views, consent_views, erasure_views, views
+from customers import access_export_views, archive_views, consent_views, erasure_views, views
 
 app_name = "customers"
 
@@ -14,6 +14,8 @@ urlpatterns = [
     path("views/new/", views.saved_view_create, name="saved_view_create"),
     path("views/<uuid:pk>/rename/", views.saved_view_rename, name="saved_view_rename"),
     path("views/<uuid:pk>/delete/", views.saved_view_delete, name="saved_view_delete"),
+    path("archive/<uuid:pk>/", archive_views.archived_detail, name="archived_detail"),
+    path("archive/<uuid:pk>/restore/", archive_views.archived_restore, name="archived_restore"),
     path("<uuid:pk>/", views.customer_detail, name="detail"),
     path("<uuid:pk>/edit/", views.customer_edit, name="edit"),
     path("<uuid:pk>/delete/", views.customer_delete, name="delete"),

@@ -31,7 +31,9 @@ from customers.filters import (
     DEFAULT_SORT,
     PAGE_SIZES,
     SORTS,
+    ArchivedCustomerFilter,
     CustomerFilter,
+    include_archive,
     sorted_customers,
 )
 from customers.forms import (
@@ -45,7 +47,15 @@ from customers.forms import (
     ShareForm,
 )
 from customers.masking import SENSITIVE_FIELDS
-from customers.models import BulkAction, Customer, CustomField, SavedView, Source, Tag
+from customers.models import (
+    ArchivedCustomer,
+    BulkAction,
+    Customer,
+    CustomField,
+    SavedView,
+    Source,
+    Tag,
+)
 from customers.phones import normalize_phone
 from customers.search import normalize_email
 from customers.tasks import run_bulk_action
@@ -58,7 +68,7 @@ LIST_FIELDS = [
 ]
 
 # Query parameters that move through a list rather than describe it.
-PAGING_PARAMS = ("after", "before", "page")
+PAGING_PARAMS = ("after", "before", "page", "archive_after")
 
 
 def list_query(request):
@@ -97,6 +107,7 @@ def customer_list(request):
     size = {str(n): n for n in PAGE_SIZES}.get(request.GET.get("size"), DEFAULT_PAGE_SIZE)
     context = {
         "filter": filterset,
+        "include_archive": include_archive(request.GET),
         "sort": sort,
         "size": size,
         "page_sizes": PAGE_SIZES,
@@ -123,6 +134,8 @@ def customer_list(request):
     except BadCursor:
         raise BadRequest(_("This page link is not valid. Go back to the first page.")) from None
     number = _page_number(request)
+    if include_archive(request.GET):
+        context["archive"] = _archive_section(request)
     # Past the limit with an estimate below it, all that is known is "more than the limit".
     context.update(
         page=page, page_number=number, count=count, estimated=estimated, count_limit=limit
@@ -133,9 +146,50 @@ def customer_list(request):
     return render(request, template, context)
 
 
+# Archived customers matching the list's search and filters are shown below the live ones, a
+# page at a time in name order: a section of its own, so the live list's keyset paging and
+# counts stay exactly what they were.
+ARCHIVE_PAGE_SIZE = 25
+ARCHIVE_LIST_FIELDS = [
+    *("id", "display_name", "company", "city", "status", "name_pinyin", "archived_at", "owner"),
+    *("owner__username", "owner__first_name", "owner__last_name"),
+]
+
+
+def _archive_section(request):
+    archived = (
+        ArchivedCustomer.objects.visible_to(request.user)
+        .select_related("owner")
+        .only(*ARCHIVE_LIST_FIELDS)
+    )
+    filterset = ArchivedCustomerFilter(request.GET, queryset=archived, request=request)
+    unsupported = filterset.unsupported()
+    if unsupported or not filterset.is_valid():
+        return {"unsupported": unsupported}
+    count, estimated = count_matches(filterset.qs, limit=settings.CUSTOMER_LIST_EXACT_COUNT_LIMIT)
+    try:
+        page = keyset_page(
+            filterset.qs,
+            order=("name_pinyin", "id"),
+            size=ARCHIVE_PAGE_SIZE,
+            after=request.GET.get("archive_after"),
+            sort=_few_search_matches(filterset, count),
+        )
+    except BadCursor:
+        raise BadRequest(_("This page link is not valid. Go back to the first page.")) from None
+    return {"page": page, "count": count, "estimated": estimated}
+
+
 @require_GET
 def customer_detail(request, pk):
-    customer = get_customer_for(request.user, pk, "view")
+    try:
+        customer = get_customer_for(request.user, pk, "view")
+    except Http404:
+        # Links to a customer archived since (bookmarks, the audit trail) lead to the archive.
+        archived = permissions.visible_archived_customers(request.user).filter(pk=pk).first()
+        if archived is None:
+            raise
+        return redirect(archived)
     before = _timeline_cursor(request.GET.get("before"))
     entries, more = customer.timeline(before=before, limit=20)
     context = {

@@ -69,6 +69,13 @@ class ReportForm(_NamedForOwner):
         min_value=1,
         max_value=settings.REPORT_MAX_ROWS,
     )
+    archive = forms.BooleanField(
+        label=gettext_lazy("Include archive"),
+        required=False,
+        help_text=gettext_lazy(
+            "Also count archived customers and archived orders and interactions."
+        ),
+    )
     chart = forms.ChoiceField(
         label=gettext_lazy("Chart"),
         required=False,
@@ -171,6 +178,7 @@ class ReportForm(_NamedForOwner):
             "sort": sort,
             "limit": cleaned.get("limit"),
             "chart": cleaned.get("chart", ""),
+            "archive": cleaned.get("archive", False),
         }
         if self.errors:
             return cleaned
@@ -191,6 +199,7 @@ class ReportForm(_NamedForOwner):
             "columns": definition.get("columns", []),
             "limit": definition.get("limit"),
             "chart": definition.get("chart", ""),
+            "archive": definition.get("archive", False),
         }
         for i, key in enumerate(definition.get("group_by", [])[:2]):
             initial[f"group_by_{i + 1}"] = key

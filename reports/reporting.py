@@ -25,13 +25,39 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Avg, Count, DateField, DecimalField, F, Max, Min, Q, Sum, Value
-from django.db.models.functions import Coalesce, Round, Trunc
+from django.db import connection
+from django.db.models import (
+    Avg,
+    Count,
+    DateField,
+    DateTimeField,
+    DecimalField,
+    F,
+    IntegerField,
+    Max,
+    Min,
+    Q,
+    Sum,
+    Value,
+)
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, Round, Trunc
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from customers.models import Channel, Customer, Gender, Interaction, InteractionKind, Order, Status
+from customers.models import (
+    ArchivedCustomer,
+    ArchivedInteraction,
+    ArchivedOrder,
+    Channel,
+    Customer,
+    Gender,
+    Interaction,
+    InteractionKind,
+    Order,
+    Status,
+)
 from customers.models import Source as CustomerSource
 
 SOURCE_NAMES = ("customers", "orders", "interactions")
@@ -123,11 +149,27 @@ class Field:
     column: bool = True
     group: bool = True
     display: dict = field(default_factory=dict, compare=False)
+    # callable -> the expression on archived customers, where it differs (their analytics
+    # figures are kept in a JSON snapshot)
+    archived: object = None
 
     def expr(self):
         if self.expression is not None:
             return self.expression()
         return F(self.path)
+
+    def archive_expr(self, part):
+        """The expression on the rows of an ArchivePart."""
+        if part.archived_customers and self.archived is not None:
+            return self.archived()
+        if self.expression is not None:
+            return self.expression()
+        path = self.path
+        for old, new in part.renames:
+            if path.startswith(old):
+                path = new + path.removeprefix(old)
+                break
+        return F(path)
 
     def choice_list(self):
         return list(self.choices()) if self.choices else []
@@ -252,31 +294,53 @@ def _metrics_fields():
             gettext_lazy("Orders"),
             INTEGER,
             expression=lambda: Coalesce("metrics__orders", 0),
+            archived=lambda: Coalesce(_kept_metric("orders", IntegerField()), 0),
         ),
         Field(
             "revenue",
             gettext_lazy("Total spent"),
             MONEY,
             expression=lambda: Coalesce("metrics__revenue", Value(decimal.Decimal(0))),
+            archived=lambda: Coalesce(_kept_metric("revenue", _MONEY), Value(decimal.Decimal(0))),
         ),
         Field(
-            "first_order_at", gettext_lazy("First purchase"), DATETIME, "metrics__first_order_at"
+            "first_order_at",
+            gettext_lazy("First purchase"),
+            DATETIME,
+            "metrics__first_order_at",
+            archived=lambda: _kept_metric("first_order_at", DateTimeField()),
         ),
-        Field("last_order_at", gettext_lazy("Last purchase"), DATETIME, "metrics__last_order_at"),
+        Field(
+            "last_order_at",
+            gettext_lazy("Last purchase"),
+            DATETIME,
+            "metrics__last_order_at",
+            archived=lambda: _kept_metric("last_order_at", DateTimeField()),
+        ),
         Field(
             "segment",
             gettext_lazy("RFM segment"),
             CHOICE,
             "metrics__segment",
             choices=lambda: Segment.choices,
+            archived=lambda: KT("related__metrics__segment"),
         ),
         Field(
             "predicted_ltv",
             gettext_lazy("Predicted lifetime value"),
             MONEY,
             "metrics__predicted_ltv",
+            archived=lambda: _kept_metric("predicted_ltv", _MONEY),
         ),
     ]
+
+
+_MONEY = DecimalField(max_digits=16, decimal_places=2)
+
+
+def _kept_metric(name, output_field):
+    """An analytics figure of an archived customer, from the snapshot taken when archived."""
+    return Cast(KT(f"related__metrics__{name}"), output_field=output_field)
 
 
 def _order_fields():
@@ -316,9 +380,25 @@ class Source:
     label: object
     fields: object  # callable -> list of Field
     base: object  # callable(user) -> the queryset the user may see
+    # callable(user) -> the ArchiveParts of the archived rows the user may see
+    archive: object = None
 
     def field_map(self):
         return {f.key: f for f in self.fields()}
+
+
+@dataclass(frozen=True)
+class ArchivePart:
+    """Archived rows of a source, reported together with the live ones ("include archive").
+
+    `renames` turns a live field's ORM path into this part's ((old prefix, new prefix), ...);
+    `archived_customers` says the customers are ArchivedCustomer rows, whose analytics figures
+    come from their snapshot (Field.archived).
+    """
+
+    queryset: object
+    renames: tuple = ()
+    archived_customers: bool = False
 
 
 def _visible(user):
@@ -334,16 +414,50 @@ def _of_visible_customers(model, user):
     return model.objects.filter(customer__in=visible.values("pk"))
 
 
+def _archived_customers(user):
+    return [ArchivePart(ArchivedCustomer.objects.visible_to(user), archived_customers=True)]
+
+
+def _archived_history(model, user, renames=()):
+    """The archived rows of `model` of the customers `user` may see: those of live customers
+    (old months archived for their age) and those of archived customers, as two parts."""
+    live = _visible(user)
+    archived = ArchivedCustomer.objects.visible_to(user)
+    return [
+        ArchivePart(
+            model.objects.filter(customer_id__in=live.values("pk")),
+            renames=(("customer__", "live_customer__"), *renames),
+        ),
+        ArchivePart(
+            model.objects.filter(customer_id__in=archived.values("pk")),
+            renames=(("customer__", "archived_customer__"), *renames),
+        ),
+    ]
+
+
 SOURCES = {
-    "customers": Source("customers", gettext_lazy("Customers"), _customer_fields, _visible),
+    "customers": Source(
+        "customers",
+        gettext_lazy("Customers"),
+        _customer_fields,
+        _visible,
+        archive=_archived_customers,
+    ),
     "orders": Source(
-        "orders", gettext_lazy("Orders"), _order_fields, lambda u: _of_visible_customers(Order, u)
+        "orders",
+        gettext_lazy("Orders"),
+        _order_fields,
+        lambda u: _of_visible_customers(Order, u),
+        archive=lambda u: _archived_history(ArchivedOrder, u),
     ),
     "interactions": Source(
         "interactions",
         gettext_lazy("Interactions"),
         _interaction_fields,
         lambda u: _of_visible_customers(Interaction, u),
+        archive=lambda u: _archived_history(
+            ArchivedInteraction, u, renames=(("created_by__", "recorded_by__"),)
+        ),
     ),
 }
 
@@ -540,6 +654,7 @@ def validate_definition(definition):
         "sort": sort,
         "limit": limit,
         "chart": chart,
+        "archive": bool(definition.get("archive")),
     }
 
 
@@ -558,8 +673,8 @@ def output_keys(definition):
 # --- Running ------------------------------------------------------------------------------
 
 
-def _filter_q(field_def, op, value):
-    expr = field_def.expr()
+def _filter_q(field_def, op, value, expr=None):
+    expr = field_def.expr() if expr is None else expr
     alias = f"f_{field_def.key}"
     if op == "empty":
         if field_def.kind == TAGS:
@@ -568,7 +683,7 @@ def _filter_q(field_def, op, value):
             return alias, expr, Q(**{f"{alias}__isnull": True}) | Q(**{alias: ""})
         return alias, expr, Q(**{f"{alias}__isnull": True})
     if op == "not_empty":
-        q = _filter_q(field_def, "empty", None)[2]
+        q = _filter_q(field_def, "empty", None, expr)[2]
         return alias, expr, ~q
     if op == "has":
         return alias, expr, Q(**{f"{alias}__contains": [value]})
@@ -701,18 +816,112 @@ def format_period(value, period):
 
 def rows_of(definition, user, *, limit=None):
     """The report's rows over what `user` may see, as tuples of display values (a generator)."""
-    queryset, keys = report_queryset(definition, user)
     fields = SOURCES[definition["source"]].field_map()
-    show = [_displayer(fields.get(k)) for k in keys]
     cap = min(x for x in (limit, definition["limit"], settings.REPORT_MAX_ROWS) if x)
-    for row in queryset[:cap].iterator(chunk_size=2000):
+    if definition.get("archive"):
+        rows, keys = archive_report_rows(definition, user, cap)
+    else:
+        queryset, keys = report_queryset(definition, user)
+        rows = queryset[:cap].iterator(chunk_size=2000)
+    show = [_displayer(fields.get(k)) for k in keys]
+    for row in rows:
         yield tuple(fn(row[f"r_{k}"]) for fn, k in zip(show, keys, strict=True))
+
+
+# --- Including the archive ----------------------------------------------------------------
+# The live rows and each ArchivePart are filtered and their output expressions computed by the
+# ORM, each as a plain SELECT of the same columns; PostgreSQL groups, sorts and limits their
+# UNION ALL as one query, so figures over live and archived rows are computed together.
+
+
+def _part_rows(queryset, fields, definition, expr_of):
+    """`queryset` filtered by the definition, as values of the columns the union needs:
+    r_<key> for each output column or group, v_<field> for each figure's field, and r_pk."""
+    for item in definition["filters"]:
+        field_def = fields[item["field"]]
+        value = parse_filter(fields, item["field"], item["op"], item["value"])
+        alias, expr, condition = _filter_q(field_def, item["op"], value, expr_of(field_def))
+        queryset = queryset.alias(**{alias: expr}).filter(condition)
+    if definition["group_by"]:
+        columns = {f"r_{k}": expr_of(fields[k]) for k in definition["group_by"]}
+        for aggregate in definition["aggregates"]:
+            if aggregate["func"] != "count":
+                columns[f"v_{aggregate['field']}"] = expr_of(fields[aggregate["field"]])
+    else:
+        columns = {f"r_{k}": expr_of(fields[k]) for k in output_keys(definition)}
+        columns["r_pk"] = F("pk")
+    return queryset.annotate(**columns).values(*columns).order_by()
+
+
+def _union_parts(definition, user):
+    """(SQL, params) of the UNION ALL of the live rows and the archived ones `user` may see."""
+    source = SOURCES[definition["source"]]
+    fields = source.field_map()
+    parts = [_part_rows(source.base(user), fields, definition, lambda f: f.expr())]
+    for part in source.archive(user):
+        parts.append(
+            _part_rows(part.queryset, fields, definition, lambda f, part=part: f.archive_expr(part))
+        )
+    sqls, params = [], []
+    for queryset in parts:
+        if queryset.query.is_empty():
+            continue
+        sql, part_params = queryset.query.get_compiler(connection=connection).as_sql()
+        sqls.append(f"({sql})")
+        params.extend(part_params)
+    return sqls, params
+
+
+SQL_AGGREGATES = {"sum": "sum", "avg": "avg", "min": "min", "max": "max"}
+
+
+def archive_report_rows(definition, user, cap):
+    """The rows of a definition with "archive" over live and archived records, as dicts keyed
+    r_<output key>, and the output keys."""
+    keys = output_keys(definition)
+    sqls, params = _union_parts(definition, user)
+    if not sqls:
+        return [], keys
+    q = connection.ops.quote_name
+    union = " UNION ALL ".join(sqls)
+    if definition["group_by"]:
+        groups = [f"u.{q('r_' + k)}" for k in definition["group_by"]]
+        select = [
+            f"{g} AS {q('r_' + k)}" for g, k in zip(groups, definition["group_by"], strict=True)
+        ]
+        for aggregate in definition["aggregates"]:
+            name = q("r_" + aggregate_key(aggregate))
+            if aggregate["func"] == "count":
+                select.append(f"count(*) AS {name}")
+                continue
+            figure = f"{SQL_AGGREGATES[aggregate['func']]}(u.{q('v_' + aggregate['field'])})"
+            if aggregate["func"] == "avg":  # to the cent, as money is
+                figure = f"round(({figure})::numeric, 2)"
+            select.append(f"{figure} AS {name}")
+        tail = f" GROUP BY {', '.join(str(i + 1) for i in range(len(groups)))}"
+        default_order = [f"{q('r_' + k)} ASC" for k in definition["group_by"]]
+        sql = f"SELECT {', '.join(select)} FROM ({union}) u{tail}"
+    else:
+        select = [f"u.{q('r_' + k)}" for k in keys]
+        default_order = [f"u.{q('r_pk')} DESC"]
+        sql = f"SELECT {', '.join(select)} FROM ({union}) u"
+    order = []
+    if sort := definition["sort"]:
+        order.append(f"{q('r_' + sort['key'])} {'DESC' if sort['desc'] else 'ASC'} NULLS LAST")
+    sql += f" ORDER BY {', '.join(order + default_order)} LIMIT %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, cap])
+        names = [column.name for column in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return rows, keys
 
 
 def describe_filters(definition):
     """The filters as (label, text) pairs, as the user chose them."""
     fields = SOURCES[definition["source"]].field_map()
     described = [(str(_("Source")), str(SOURCES[definition["source"]].label))]
+    if definition.get("archive"):
+        described.append((str(_("Archive")), str(_("included"))))
     for item in definition["filters"]:
         field_def = fields[item["field"]]
         text = str(OPERATORS[item["op"]])

@@ -18,25 +18,32 @@ from accounts import audit_sealing
 from cims import crypto
 from customers import search
 from customers.fields import encrypted_fields
-from customers.models import Customer
+from customers.models import ArchivedCustomer, Customer
 
 # Passes over the table before giving up on rows that stayed locked by other transactions.
 PASSES = 3
+# Archived customers keep their values encrypted as live ones: both tables are rotated.
+MODELS = (Customer, ArchivedCustomer)
 
 
-def _columns():
-    return [field.column for field in encrypted_fields(Customer)]
+def _columns(model=Customer):
+    return [field.column for field in encrypted_fields(model)]
 
 
-def _outdated(version):
+def _outdated(version, model=Customer):
     """SQL: some value of the row is not under key `version` (get_byte(NULL) is NULL)."""
-    return "(" + " OR ".join(f"get_byte({c}, 1) <> {int(version)}" for c in _columns()) + ")"
+    columns = _columns(model)
+    return "(" + " OR ".join(f"get_byte({c}, 1) <> {int(version)}" for c in columns) + ")"
 
 
 def outdated_counts():
     """{key version: number of values under it} for every version but the newest."""
-    table, current = Customer._meta.db_table, crypto.current_version()
-    parts = [f"SELECT get_byte({c}, 1) FROM {table} WHERE {c} IS NOT NULL" for c in _columns()]
+    current = crypto.current_version()
+    parts = [
+        f"SELECT get_byte({c}, 1) FROM {model._meta.db_table} WHERE {c} IS NOT NULL"
+        for model in MODELS
+        for c in _columns(model)
+    ]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT v, count(*) FROM ({' UNION ALL '.join(parts)}) AS t(v) "
@@ -46,15 +53,15 @@ def outdated_counts():
         return dict(cursor.fetchall())
 
 
-def rotate_batch(*, after, batch_size, reindex=False):
-    """Re-encrypt the next `batch_size` rows after primary key `after` that need it.
+def rotate_batch(*, after, batch_size, reindex=False, model=Customer):
+    """Re-encrypt the next `batch_size` rows of `model` after primary key `after` that need it.
 
     Returns (last primary key seen or None at the end, rows changed, unreadable values). With
     `reindex`, every row is visited and its blind indexes are computed again as well.
     """
-    table, fields = Customer._meta.db_table, encrypted_fields(Customer)
+    table, fields = model._meta.db_table, encrypted_fields(model)
     current = crypto.current_version()
-    condition = "TRUE" if reindex else _outdated(current)
+    condition = "TRUE" if reindex else _outdated(current, model)
     columns = [f.column for f in fields]
     changed, changed_unindexed, unreadable = [], [], []
     with transaction.atomic(), connection.cursor() as cursor:
@@ -156,28 +163,20 @@ class Command(BaseCommand):
             _("Re-encrypting with key version %(version)s; older values: %(count)s.")
             % {"version": current, "count": f"{sum(outdated_counts().values()):,}"}
         )
-        total, unreadable = 0, set()
+        self.started, self.total, self.unreadable = started, 0, set()
         # Rows locked by someone else are skipped; later passes come back for them.
         for _pass in range(1 if reindex else PASSES):
-            after, changed_in_pass = uuid.UUID(int=0), 0
-            while after is not None and (limit is None or total < limit):
-                size = batch_size if limit is None else min(batch_size, limit - total)
-                after, changed, bad = rotate_batch(after=after, batch_size=size, reindex=reindex)
-                reset_queries()  # with DEBUG on, Django would keep every batch's SQL
-                total, changed_in_pass = total + changed, changed_in_pass + changed
-                unreadable.update(bad)
-                if changed:
-                    self.say(
-                        _("%(count)s rows re-encrypted (%(seconds).0f s)")
-                        % {"count": f"{total:,}", "seconds": time.monotonic() - started}
-                    )
-            limited = limit is not None and total >= limit
+            changed_in_pass = sum(
+                self.rotate_table(model, batch_size, limit, reindex) for model in MODELS
+            )
+            limited = limit is not None and self.total >= limit
             if limited or not changed_in_pass or not outdated_counts():
                 break
         # The keys that seal customers' audit details are under the same keyring.
         rewrapped = audit_sealing.rewrap_keys(batch_size=batch_size)
         if rewrapped:
             self.say(_("%(count)s audit keys re-encrypted.") % {"count": f"{rewrapped:,}"})
+        total, unreadable = self.total, self.unreadable
         remaining = outdated_counts()
         for value in sorted(unreadable):
             self.stderr.write(_("Unreadable, left as it was: %(value)s") % {"value": value})
@@ -185,6 +184,24 @@ class Command(BaseCommand):
             _("Done: %(count)s rows changed; %(remaining)s values remain under older keys.")
             % {"count": f"{total:,}", "remaining": f"{sum(remaining.values()):,}"}
         )
+
+    def rotate_table(self, model, batch_size, limit, reindex):
+        """One pass over the rows of `model`; returns how many it changed."""
+        after, changed_in_pass = uuid.UUID(int=0), 0
+        while after is not None and (limit is None or self.total < limit):
+            size = batch_size if limit is None else min(batch_size, limit - self.total)
+            after, changed, bad = rotate_batch(
+                after=after, batch_size=size, reindex=reindex, model=model
+            )
+            reset_queries()  # with DEBUG on, Django would keep every batch's SQL
+            self.total, changed_in_pass = self.total + changed, changed_in_pass + changed
+            self.unreadable.update(bad)
+            if changed:
+                self.say(
+                    _("%(count)s rows re-encrypted (%(seconds).0f s)")
+                    % {"count": f"{self.total:,}", "seconds": time.monotonic() - self.started}
+                )
+        return changed_in_pass
 
     def check_outdated(self, current):
         remaining = outdated_counts()
