@@ -45,6 +45,7 @@ from customers.models import (
     Interaction,
     Order,
 )
+from reports.models import summaries
 
 logger = logging.getLogger(__name__)
 
@@ -240,13 +241,16 @@ def _archive(cursor, ids):
     interactions = _move_history(cursor, Interaction, ArchivedInteraction, ids, moment)
     orders = _move_history(cursor, Order, ArchivedOrder, ids, moment)
     cursor.execute(
-        f"DELETE FROM {_table(Customer)} WHERE id = ANY(%s) RETURNING id, display_name", [ids]
+        f"DELETE FROM {_table(Customer)} WHERE id = ANY(%s)"
+        " RETURNING id, display_name, owner_id, team_id",
+        [ids],
     )
     deleted = cursor.fetchall()
+    summaries.recount_scopes({(owner, team) for _, _, owner, team in deleted})
     # Each entry names the customer by id and name; the row itself is gone by now.
     audit.record_many(
         audit.Action.CUSTOMER_ARCHIVE,
-        [Customer(id=pk, display_name=name) for pk, name in deleted],
+        [Customer(id=pk, display_name=name) for pk, name, _, _ in deleted],
         data=lambda customer: {"archived_at": moment},
     )
     return len(deleted), interactions, orders
@@ -343,6 +347,7 @@ def restore_customer(archived, *, user):
             orders = _restore_history(cursor, Order, ArchivedOrder, archived)
             _restore_related(cursor, archived, dropped)
             cursor.execute(f"DELETE FROM {_table(ArchivedCustomer)} WHERE id = %s", [archived.pk])
+        summaries.recount_scopes([(archived.owner_id, archived.team_id)])
         customer = Customer.objects.get(pk=archived.pk)
         audit.record(
             audit.Action.CUSTOMER_RESTORE,

@@ -1030,6 +1030,13 @@ class ArchivedCustomer(models.Model):
     )
     notes = models.TextField(_("notes"), blank=True)
     attributes = models.JSONField(_("custom attributes"), default=dict, blank=True)
+    consented_purposes = ArrayField(
+        models.CharField(max_length=30),
+        verbose_name=_("consents to"),
+        default=list,
+        blank=True,
+        editable=False,
+    )
     external_id = models.CharField(_("external ID"), max_length=100, blank=True, default="")
     created_at = models.DateTimeField(_("created at"))
     updated_at = models.DateTimeField(_("updated at"))

@@ -522,6 +522,71 @@ def _rebuild_statements(orders=ALL_ORDERS):
     return statements
 
 
+def _scoped_statements(scopes, orders):
+    """The rebuild's statements, for the customers of the (owner_id, team_id) `scopes` only."""
+    values = ", ".join(
+        "({}::bigint, {}::bigint)".format(
+            *("NULL" if part is None else int(part) for part in scope)
+        )
+        for scope in sorted(set(scopes), key=lambda scope: tuple(p or 0 for p in scope))
+    )
+    inside = (
+        "EXISTS (SELECT 1 FROM (VALUES {values}) s(owner_id, team_id) "
+        "WHERE s.owner_id IS NOT DISTINCT FROM {alias}.owner_id "
+        "AND s.team_id IS NOT DISTINCT FROM {alias}.team_id)"
+    )
+    statements = [
+        f"DELETE FROM {table} t WHERE {inside.format(values=values, alias='t')};"
+        for table in (
+            "reports_dashboardsignups",
+            "reports_dashboardplaces",
+            "reports_dashboardtags",
+            "reports_dashboardrevenue",
+            "reports_dashboardbuyers",
+        )
+    ]
+    where = inside.format(values=values, alias="c")
+    customers = f"(SELECT {CUSTOMER_KEYS}, 1 AS d FROM customers_customer c WHERE {where}) k"
+    statements += [
+        *_customer_counts(customers).split("\n"),
+        _revenue(
+            f"SELECT c.owner_id, c.team_id, {DAY.format('r.ordered_at')}, r.currency, "
+            f"count(*), sum(r.amount) FROM {orders} r "
+            f"JOIN customers_customer c ON c.id = r.customer_id WHERE {where} "
+            "GROUP BY 1, 2, 3, 4"
+        ),
+        _buyers(
+            "SELECT c.owner_id, c.team_id, count(*), count(*) FILTER (WHERE m.orders >= 2) "
+            "FROM reports_customermetrics m JOIN customers_customer c ON c.id = m.customer_id "
+            f"WHERE m.orders >= 1 AND {where} GROUP BY 1, 2"
+        ),
+    ]
+    return statements
+
+
+def recount_scopes(scopes, connection=None):
+    """Recount the buckets of the (owner_id, team_id) `scopes` from scratch, inside the
+    caller's transaction.
+
+    For moves of whole customers between the live tables and the archive (customers.archiving):
+    their customer row, orders and metrics row leave and come back in several statements whose
+    triggers each see only part of the move, so the buckets of the customers' scopes are
+    counted again afterwards instead. Writers to the same tables wait meanwhile, as for a
+    rebuild, so that no change falls between the recount and the triggers.
+    """
+    scopes = list(scopes)
+    if not scopes:
+        return
+    connection = connection or default_connection
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "LOCK TABLE customers_customer, customers_order, reports_customermetrics, "
+            "customers_archivedorder IN SHARE MODE"
+        )
+        for statement in _scoped_statements(scopes, ALL_ORDERS):
+            cursor.execute(statement)
+
+
 def install_triggers(connection=None):
     """Install (or replace) the functions and triggers, with settings.TIME_ZONE."""
     connection = connection or default_connection
