@@ -32,13 +32,15 @@ test: $(STAMP)
 stop: $(STAMP)
 	$(BIN)/python -m cims.devstack stop
 
-# List and search figures on a million demo customers (seeded once into the database cims_bench,
-# which takes several minutes), written to docs/benchmarks.md. BENCH_CUSTOMERS=20000 is quicker.
+# List, search, reports, partitions, backups and import figures on a million demo customers (seeded once into the database cims_bench,
+# which takes several minutes), then archiving on a database of its own, written to
+# docs/benchmarks.md. BENCH_CUSTOMERS=20000 is quicker.
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { \
 	  sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$sudo apt-get install -y wrk || { $$sudo apt-get update && $$sudo apt-get install -y wrk; }; }
 	$(BIN)/python -m cims.bench
+	$(BIN)/python -m cims.bench_archive
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -137,8 +137,9 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--sections",
-        default=os.environ.get("BENCH_SECTIONS", "list,reports,imports,partitions"),
-        help="which sections to measure, comma-separated: list, reports, imports, partitions",
+        default=os.environ.get("BENCH_SECTIONS", "list,reports,imports,partitions,backups"),
+        help="which sections to measure, comma-separated: list, reports, imports, partitions, "
+        "backups",
     )
     parser.add_argument(
         "--import-export-rows",
@@ -181,6 +182,12 @@ def run(args):
             results = measure_partitions()
             machine["load_after"] = os.getloadavg()
             write_report(render_partitions_section(results, machine), PARTITIONS_SECTION)
+        if "backups" in sections:
+            say(_("Making, checking and restoring a backup…"))
+            machine = describe_machine()
+            results = measure_backups()
+            machine["load_after"] = os.getloadavg()
+            write_report(render_backups_section(results, machine), BACKUPS_SECTION)
         sizes = [int(n) for n in args.import_rows.split(",") if int(n)]
         if "imports" in sections and sizes:
             results = measure_imports(sizes, args.import_export_rows, env)
@@ -855,6 +862,82 @@ def render_partitions_section(results, machine):
         "",
         "```sh",
         ".venv/bin/python -m cims.bench --sections partitions  # this section only",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+BACKUPS_SECTION = "## Backups"
+
+
+def measure_backups():
+    """Time a backup of the whole database, a full check of it, and its restore into a scratch
+    database, with a key pair made for the run."""
+    from django.conf import settings
+    from django.db import connection
+
+    from accounts import backup_container, backups
+    from accounts.models import Backup
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="cims-bench-backup-") as directory:
+        directory = Path(directory)
+        private, public = directory / "private.pem", directory / "public.pem"
+        backup_container.create_key_pair(private, public)
+        settings.BACKUP_PUBLIC_KEY_FILE = str(public)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_database_size(current_database())")
+            results["database_bytes"] = cursor.fetchone()[0]
+        backup = backups.create_backup(trigger=Backup.Trigger.COMMAND)
+        started = time.perf_counter()
+        backups.run_backup(backup, to=backups.LocalDestination(directory / "out"))
+        results["backup_seconds"] = time.perf_counter() - started
+        path = directory / "out" / backup.name
+        results["backup_bytes"] = path.stat().st_size
+        key = backups.private_key(private)
+        started = time.perf_counter()
+        checked = backups.check_backup(path, key)
+        results["check_seconds"] = time.perf_counter() - started
+        results["rows"] = sum(t["rows"] for t in checked.manifest["database"]["tables"].values())
+        scratch = f"{settings.DATABASES['default']['NAME']}_restore_bench"
+        started = time.perf_counter()
+        try:
+            backups.restore_backup(path, key, database=scratch, restore_files=False)
+            results["restore_seconds"] = time.perf_counter() - started
+        finally:
+            backups._drop_database(scratch)
+    return results
+
+
+def render_backups_section(results, machine):
+    """The backups section, in Markdown."""
+    size_mb = results["database_bytes"] / 1e6
+
+    def rate(seconds):
+        return f"{size_mb / seconds:,.1f}" if seconds else "–"
+
+    lines = [
+        BACKUPS_SECTION,
+        "",
+        f"Measured {machine['date']} on this database: {size_mb:,.0f} MB on disk "
+        f"(`pg_database_size`), {results['rows']:,} rows; the backup is "
+        f"{results['backup_bytes'] / 1e6:,.0f} MB (pg_dump's compression, then AES-256-GCM). "
+        f"{machine['cores']} cores; load average {_load(machine['load_before'])} before, "
+        f"{_load(machine.get('load_after', machine['load_before']))} after.",
+        "",
+        "| Step | Seconds | MB of database per second |",
+        "|---|--:|--:|",
+        f"| `backup` (pg_dump in one snapshot, row counts and checksums of every table, "
+        f"encryption) | {results['backup_seconds']:.1f} | {rate(results['backup_seconds'])} |",
+        f"| `restore --verify-only` (every chunk and part checked, nothing written) | "
+        f"{results['check_seconds']:.1f} | {rate(results['check_seconds'])} |",
+        f"| `restore` into a new database (check, pg_restore in one transaction, every table "
+        f"compared with the manifest, audit trail verified) | {results['restore_seconds']:.1f} | "
+        f"{rate(results['restore_seconds'])} |",
+        "",
+        "```sh",
+        ".venv/bin/python -m cims.bench --sections backups  # this section only",
         "```",
         "",
     ]
