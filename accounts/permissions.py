@@ -240,14 +240,27 @@ def _archived_shared_codenames(user, archived):
     return {key.rpartition(":")[2] for key in archived.share_keys if key.rpartition(":")[0] in mine}
 
 
+def _archived_actions(user, archived):
+    cache = archived.__dict__.setdefault("_cims_actions", {})
+    if user.pk not in cache:
+        cache[user.pk] = frozenset(_actions(user, archived, _archived_shared_codenames))
+    return cache[user.pk]
+
+
 def archived_customer_actions(user, archived):
     """The set of actions ("view", "change") `user` may take on an archived customer; changing
     it means restoring it. Deleting is not offered: only live customers are deleted."""
-    cache = archived.__dict__.setdefault("_cims_actions", {})
-    if user.pk not in cache:
-        actions = _actions(user, archived, _archived_shared_codenames)
-        cache[user.pk] = frozenset(a for a in actions if a != DELETE)
-    return cache[user.pk]
+    return _archived_actions(user, archived) - {DELETE}
+
+
+def can_erase_archived(user, archived):
+    """Erasing an archived customer's personal data: as for a live one (can_erase), with the
+    delete access the user would have to the customer were they live."""
+    return (
+        _active(user)
+        and _has(user, "erase_customer")
+        and DELETE in _archived_actions(user, archived)
+    )
 
 
 def get_archived_customer_for(user, pk, action=VIEW):

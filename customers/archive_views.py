@@ -16,6 +16,7 @@ from customers.models import CustomField
 def archived_detail(request, pk):
     archived = get_archived_customer_for(request.user, pk, "view")
     can_restore = "change" in archived_customer_actions(request.user, archived)
+    can_erase = permissions.can_erase_archived(request.user, archived) and not archived.erasure
     see_access = permissions.can_see_access(request.user, archived)
     context = {
         "customer": archived,
@@ -28,6 +29,7 @@ def archived_detail(request, pk):
         "consents": archived.current_consents(),
         "entries": archived.timeline(),
         "can_restore": can_restore,
+        "can_erase": can_erase,
         "history": audit.customer_history(archived) if see_access or can_restore else None,
     }
     return render(request, "customers/archived_detail.html", context)

@@ -16,6 +16,10 @@ Restoring puts everything back under the same ids. The archive tables for intera
 orders also receive old months of live customers' history; a restore moves back only the rows
 archived together with the customer (same archived_at), so history archived for its age stays
 archived as it would for any live customer.
+
+An archived customer can be erased (customers.erasure): the row stays in the archive as a
+tombstone, and restoring it brings back a live tombstone with its orders and interactions, so
+the figures count it the same way on either side.
 """
 
 import calendar
@@ -42,6 +46,7 @@ from customers.models import (
     CustomerUserPermission,
     DuplicateCandidate,
     DuplicateDismissal,
+    Erasure,
     Interaction,
     Order,
 )
@@ -450,6 +455,12 @@ def _restore_pairs(cursor, archived, key, model, rows, dropped):
         row["customer_b_id"] if row["customer_a_id"] == pk else row["customer_a_id"]: row
         for row in rows
     }
+    # A pair handed over by a partner erased since stays away, as erasure removes live pairs.
+    erased = Erasure.objects.filter(customer_id__in=list(partners)).values_list(
+        "customer_id", flat=True
+    )
+    for partner in {str(customer_id) for customer_id in erased}:
+        del partners[partner]
     archived_partners = set(
         ArchivedCustomer.objects.filter(pk__in=list(partners)).values_list("pk", flat=True)
     )

@@ -1,10 +1,11 @@
 """Erasing a customer: their personal data removed everywhere, their figures kept.
 
 `erase_customer` runs STEPS, one per place that holds something of the customer, in one
-transaction on one database (any alias: a restored copy too). The customer row stays as a
-tombstone named ERASED_NAME with what the figures need (creation time, source, status, province,
-city, tags, owner and team), and so do their orders (amount, time, channel, currency) and the
-kind and time of their interactions: the dashboard, revenue and analytics add up as before.
+transaction on one database (any alias: a restored copy too). The customer row, live or in
+the archive (customers.archiving), stays as a tombstone named ERASED_NAME with what the figures
+need (creation time, source, status, province, city, tags, owner and team), and so do their
+orders (amount, time, channel, currency) and the kind and time of their interactions: the
+dashboard, revenue and analytics add up as before.
 
 Each erasure is recorded twice, without anything about the person: as an Erasure row, and as a
 line of the ledger file outside the database (ERASURE_LEDGER_PATH). `reapply_erasures` runs the
@@ -60,39 +61,83 @@ class Step:
 
 
 def _customer(ctx):
-    """The tombstone: every personal column emptied, the columns figures count by kept."""
-    from customers.models import Customer
+    """The tombstone, live or archived: every personal column emptied, the columns figures count
+    by kept. An archived customer keeps only the snapshots that hold no personal data."""
+    from customers.models import ArchivedCustomer, Customer
 
-    return (
-        Customer.objects.using(ctx.using)
+    cleared = {
+        "display_name": ERASED_NAME,
+        "family_name": "",
+        "given_name": "",
+        "gender": "",
+        "birthday": None,
+        "birth_year": None,
+        "email": None,
+        "phone": None,
+        "street": None,
+        "email_index": None,
+        "phone_index": None,
+        "phone_last4_index": None,
+        "company": "",
+        "job_title": "",
+        "district": "",
+        "postcode": "",
+        "notes": "",
+        "attributes": {},
+        "external_id": "",
+        "updated_at": ctx.now,
+        "updated_by_id": ctx.actor_id,
+        # An edit form opened before the erasure is refused rather than writing data back.
+        "version": models.F("version") + 1,
+        **search.search_fields(display_name=ERASED_NAME),
+    }
+    changed = Customer.objects.using(ctx.using).filter(pk=ctx.customer_id).update(**cleared)
+    changed += (
+        ArchivedCustomer.objects.using(ctx.using)
         .filter(pk=ctx.customer_id)
-        .update(
-            display_name=ERASED_NAME,
-            family_name="",
-            given_name="",
-            gender="",
-            birthday=None,
-            birth_year=None,
-            email=None,
-            phone=None,
-            street=None,
-            email_index=None,
-            phone_index=None,
-            phone_last4_index=None,
-            company="",
-            job_title="",
-            district="",
-            postcode="",
-            notes="",
-            attributes={},
-            external_id="",
-            updated_at=ctx.now,
-            updated_by_id=ctx.actor_id,
-            # An edit form opened before the erasure is refused rather than writing data back.
-            version=models.F("version") + 1,
-            **search.search_fields(display_name=ERASED_NAME),
-        )
+        # Live, the consents' triggers empty consented_purposes when the consents go.
+        .update(consented_purposes=[], **cleared)
     )
+    return changed
+
+
+# Snapshots an archived tombstone keeps: whom it is shared with and its analytics figures, as
+# a live tombstone keeps its shares and metrics row. Any other snapshot (consents, proposed
+# changes, duplicate decisions, links from submissions, and any added later) is dropped.
+KEPT_SNAPSHOTS = ("user_shares", "team_shares", "metrics")
+
+
+def _archived_snapshots(ctx):
+    """An archived customer's related rows are snapshots in `related`, and the submissions and
+    others' proposed changes that pointed at them are unlinked rows found by the ids kept there:
+    they lose what the live steps take from the same tables."""
+    from customers.models import ArchivedCustomer
+    from intake.models import ProposedChange, Submission, VerificationCode
+
+    archived = ArchivedCustomer.objects.using(ctx.using).filter(pk=ctx.customer_id)
+    related = archived.values_list("related", flat=True).first()
+    if related is None:
+        return 0
+    # Only rows still unlinked: one linked to someone else since is theirs now.
+    submissions = Submission.objects.using(ctx.using).filter(
+        pk__in=related.get("submissions") or [], customer__isnull=True
+    )
+    ids = list(submissions.values_list("pk", flat=True))
+    VerificationCode.objects.using(ctx.using).filter(submission_id__in=ids).delete()
+    changed = (
+        Submission.objects.using(ctx.using)
+        .filter(pk__in=ids)
+        .update(private_answers=None, ip_address=None)
+    )
+    deleted, _counts = (
+        ProposedChange.objects.using(ctx.using)
+        .filter(pk__in=related.get("conflicting_changes") or [], conflicting_customer__isnull=True)
+        .delete()
+    )
+    kept = {key: related[key] for key in KEPT_SNAPSHOTS if key in related}
+    if kept != related:
+        changed += archived.update(related=kept)
+    return changed + deleted
 
 
 def _interactions(ctx):
@@ -239,6 +284,7 @@ def _generated_files(ctx):
 
 STEPS = (
     Step("customer", _customer),
+    Step("archived_snapshots", _archived_snapshots),
     Step("interactions", _interactions),
     Step("orders", _orders),
     Step("consents", _consents),
@@ -262,12 +308,9 @@ def erase_customer(customer_id, *, reason, user=None, rule="", using="default"):
     """
     customer_id = uuid.UUID(str(customer_id))
     reason = ErasureReason(reason)
-    from customers.models import Customer
 
     with transaction.atomic(using=using):
-        # Locked, so that an edit or a second erasure waits for this one; DoesNotExist for an
-        # unknown id.
-        Customer.objects.using(using).select_for_update().only("pk").get(pk=customer_id)
+        _lock_customer(customer_id, using)
         erasure = Erasure.objects.using(using).filter(customer_id=customer_id).first()
         if erasure is not None:
             _run_steps(customer_id, using=using, actor_id=getattr(user, "pk", None))
@@ -292,6 +335,20 @@ def erase_customer(customer_id, *, reason, user=None, rule="", using="default"):
         # line for a customer not yet erased, whom the next re-application erases.
         Ledger().append(erasure)
     return erasure
+
+
+def _lock_customer(customer_id, using):
+    """Lock the customer's row, live or archived, so that an edit, an archiving or restore, or a
+    second erasure waits for this one. Customer.DoesNotExist when it is in neither table."""
+    from customers.models import ArchivedCustomer, Customer
+
+    # Live again last: a restore that committed while this waited for the archived row has
+    # moved the customer back meanwhile (and an archiving the other way round is seen by the
+    # second look).
+    for model in (Customer, ArchivedCustomer, Customer):
+        if model.objects.using(using).select_for_update().filter(pk=customer_id).values("pk"):
+            return model
+    raise Customer.DoesNotExist(f"No customer {customer_id}, live or archived.")
 
 
 def _run_steps(customer_id, *, using, actor_id):
@@ -425,12 +482,15 @@ def reapply_erasures(using="default", ledger=None):
 
 
 def _has_personal_data(customer_id, using):
-    """Whether the customer's row or audit key is back (a restore of an older backup)."""
+    """Whether the customer's row, live or archived, or audit key is back (a restore of an
+    older backup). A customer in neither table (deleted since) has nothing to erase again."""
     with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT EXISTS (SELECT 1 FROM customers_customer WHERE id = %s AND display_name <> %s)"
+            " OR EXISTS (SELECT 1 FROM customers_archivedcustomer WHERE id = %s"
+            " AND display_name <> %s)"
             " OR EXISTS (SELECT 1 FROM accounts_auditsubjectkey WHERE customer_id = %s)",
-            [customer_id, ERASED_NAME, customer_id],
+            [customer_id, ERASED_NAME, customer_id, ERASED_NAME, customer_id],
         )
         return cursor.fetchone()[0]
 

@@ -1,4 +1,5 @@
-"""Erasing a customer from their page: a confirmation page, then customers.erasure."""
+"""Erasing a customer, live or archived, from their page: a confirmation page, then
+customers.erasure."""
 
 from django import forms
 from django.contrib import messages
@@ -8,7 +9,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
-from accounts.permissions import DELETE, can_erase, get_customer_for
+from accounts.permissions import (
+    DELETE,
+    VIEW,
+    can_erase,
+    can_erase_archived,
+    get_archived_customer_for,
+    get_customer_for,
+)
 from customers import erasure
 from customers.erasure_models import ErasureReason
 
@@ -39,6 +47,20 @@ def customer_erase(request, pk):
     customer = get_customer_for(request.user, pk, DELETE)
     if not can_erase(request.user, customer):
         raise PermissionDenied
+    return _confirm_and_erase(request, customer)
+
+
+@require_http_methods(["GET", "POST"])
+def archived_erase(request, pk):
+    archived = get_archived_customer_for(request.user, pk, VIEW)
+    if not can_erase_archived(request.user, archived):
+        raise PermissionDenied
+    return _confirm_and_erase(request, archived)
+
+
+def _confirm_and_erase(request, customer):
+    """The confirmation page and the erasure, for a live or an archived customer (who stays in
+    the archive, as a tombstone)."""
     if customer.erasure is not None:
         messages.info(request, _("This customer's personal data has already been erased."))
         return redirect(customer)

@@ -1104,6 +1104,11 @@ class ArchivedCustomer(models.Model):
     def get_absolute_url(self):
         return reverse("customers:archived_detail", args=[self.pk])
 
+    @functools.cached_property
+    def erasure(self):
+        """The record of this customer's erasure, or None (see Customer.erasure)."""
+        return Erasure.objects.filter(customer_id=self.pk).first()
+
     def timeline(self, *, limit=200):
         """Archived interactions and orders, newest first, up to `limit` of each."""
         entries = [

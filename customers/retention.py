@@ -1,9 +1,10 @@
 """Retention rules: records kept no longer than an administrator decided, applied nightly.
 
-Each kind of rule (RetentionRule.Kind) is a selection here and an action: customers are erased
-through customers.erasure (so their figures stay and the erasure is in the ledger), old form
-submissions lose their free-text answers and sender address. `apply_rules(dry_run=True)` says
-what a run would touch without touching it (`manage.py apply_retention --dry-run`).
+Each kind of rule (RetentionRule.Kind) is one or more selections here and an action: customers,
+live and archived alike, are erased through customers.erasure (so their figures stay and the
+erasure is in the ledger), old form submissions lose their free-text answers and sender
+address. `apply_rules(dry_run=True)` says what a run would touch without touching it
+(`manage.py apply_retention --dry-run`).
 """
 
 import datetime
@@ -11,7 +12,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import BooleanField, Exists, OuterRef, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts import audit
@@ -60,6 +62,46 @@ def inactive_churned(cutoff):
     return _not_erased(churned)
 
 
+def archived_unverified_leads(cutoff):
+    """The same leads among archived customers: their history is in the archive tables, their
+    submissions are found by the ids kept in `related`."""
+    from customers.models import ArchivedCustomer, ArchivedInteraction, ArchivedOrder, Status
+    from intake.models import Submission
+
+    verified = RawSQL(
+        f"EXISTS (SELECT 1 FROM {Submission._meta.db_table} s WHERE s.verified_at IS NOT NULL"
+        " AND s.id = ANY(ARRAY(SELECT jsonb_array_elements_text("
+        f"{ArchivedCustomer._meta.db_table}.related -> 'submissions'))::uuid[]))",
+        [],
+        output_field=BooleanField(),
+    )
+    leads = (
+        ArchivedCustomer.objects.filter(
+            status=Status.LEAD, created_at__lt=cutoff, updated_at__lt=cutoff
+        )
+        .alias(verified=verified)
+        .exclude(verified=True)
+        .exclude(
+            Exists(ArchivedOrder.objects.filter(customer_id=OuterRef("pk")))
+            | Exists(ArchivedInteraction.objects.filter(customer_id=OuterRef("pk")))
+        )
+    )
+    return _not_erased(leads)
+
+
+def archived_inactive_churned(cutoff):
+    """The same churned customers among archived ones, by their archived history."""
+    from customers.models import ArchivedCustomer, ArchivedInteraction, ArchivedOrder, Status
+
+    churned = ArchivedCustomer.objects.filter(status=Status.CHURNED, updated_at__lt=cutoff).exclude(
+        Exists(ArchivedOrder.objects.filter(customer_id=OuterRef("pk"), ordered_at__gte=cutoff))
+        | Exists(
+            ArchivedInteraction.objects.filter(customer_id=OuterRef("pk"), occurred_at__gte=cutoff)
+        )
+    )
+    return _not_erased(churned)
+
+
 def old_submissions(cutoff):
     """Processed submissions older than `cutoff` still holding free text or an address."""
     from intake.models import Submission
@@ -90,10 +132,12 @@ def _strip_submissions(ids, rule):
     return Submission.objects.filter(pk__in=ids).update(private_answers=None, ip_address=None)
 
 
+# Each kind: its selections and the action on the ids they select. Customer rules select live
+# and archived customers alike: archiving must not keep anyone beyond their retention.
 KINDS = {
-    RetentionRule.Kind.UNVERIFIED_LEADS: (unverified_leads, _erase),
-    RetentionRule.Kind.INACTIVE_CHURNED: (inactive_churned, _erase),
-    RetentionRule.Kind.OLD_SUBMISSIONS: (old_submissions, _strip_submissions),
+    RetentionRule.Kind.UNVERIFIED_LEADS: ((unverified_leads, archived_unverified_leads), _erase),
+    RetentionRule.Kind.INACTIVE_CHURNED: ((inactive_churned, archived_inactive_churned), _erase),
+    RetentionRule.Kind.OLD_SUBMISSIONS: ((old_submissions,), _strip_submissions),
 }
 
 
@@ -120,10 +164,15 @@ def apply_rules(*, dry_run=False, kinds=None, limit=None, now=None):
     for rule in rules:
         if not (dry_run or rule.enabled):
             continue
-        select, act = KINDS[rule.kind]
-        matching = select(now - datetime.timedelta(days=rule.days)).order_by("pk")
-        ids = list(matching.values_list("pk", flat=True)[: max(limit, REPORT_IDS)])
-        result = RuleResult(rule=rule, matching=matching.count(), ids=ids[:REPORT_IDS])
+        selections, act = KINDS[rule.kind]
+        cutoff = now - datetime.timedelta(days=rule.days)
+        matching = [select(cutoff).order_by("pk") for select in selections]
+        ids = []
+        for selected in matching:
+            wanted = max(limit, REPORT_IDS) - len(ids)
+            ids += selected.values_list("pk", flat=True)[:wanted] if wanted > 0 else []
+        count = sum(selected.count() for selected in matching)
+        result = RuleResult(rule=rule, matching=count, ids=ids[:REPORT_IDS])
         if not dry_run:
             result.changed = act(ids[:limit], rule)
             with transaction.atomic():

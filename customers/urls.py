@@ -16,6 +16,7 @@ urlpatterns = [
     path("views/<uuid:pk>/delete/", views.saved_view_delete, name="saved_view_delete"),
     path("archive/<uuid:pk>/", archive_views.archived_detail, name="archived_detail"),
     path("archive/<uuid:pk>/restore/", archive_views.archived_restore, name="archived_restore"),
+    path("archive/<uuid:pk>/erase/", erasure_views.archived_erase, name="archived_erase"),
     path("<uuid:pk>/", views.customer_detail, name="detail"),
     path("<uuid:pk>/edit/", views.customer_edit, name="edit"),
     path("<uuid:pk>/delete/", views.customer_delete, name="delete"),

@@ -698,3 +698,287 @@ def test_review_queue_codes_consents_and_duplicate_pairs_go_with_the_customer(
     theirs.refresh_from_db()
     assert (theirs.customer_id, theirs.private_answers) == (None, {})
     assert Submission.objects.get(pk=someone.pk).customer == other
+
+
+# --- Archived customers ----------------------------------------------------------------------
+
+
+def archived_canary_customer(staff, teams, custom_fields, other):
+    """The canary customer with what only archiving keeps apart (proposed changes, a value
+    submitted by someone else found to be theirs, a duplicate pair), then archived."""
+    from customers import archiving
+    from customers.models import DuplicateCandidate
+    from intake.models import ProposedChange
+
+    customer = canary_customer(staff, teams[0], custom_fields)
+    form = Form.objects.get(slug="canary")
+    theirs = Submission.objects.get(customer=customer)
+    ProposedChange.objects.create(
+        submission=theirs, customer=customer, field="company", proposed_value=CANARIES["company"]
+    )
+    someone = Submission.objects.create(form=form, customer=other)
+    ProposedChange.objects.create(
+        submission=someone,
+        customer=other,
+        field="email",
+        proposed_value=CANARIES["email"],
+        conflicting_customer=customer,
+    )
+    a, b = sorted([customer, other], key=lambda c: str(c.pk))
+    DuplicateCandidate.objects.create(customer_a=a, customer_b=b, score=80)
+    Order.objects.filter(customer=customer).update(ordered_at=timezone.now())
+    archiving.archive_customers([customer.pk])
+    return customer
+
+
+def test_no_personal_value_remains_anywhere_after_erasing_an_archived_customer(
+    staff, teams, custom_fields, make_customer, settings, django_capture_on_commit_callbacks
+):
+    from customers.models import ArchivedCustomer
+
+    customer = archived_canary_customer(staff, teams, custom_fields, make_customer("张卫"))
+    needles = text_canaries() + index_needles(customer)
+    before = clear_text_hits(needles)
+    # The archive holds the customer now: their row, snapshots and history.
+    assert ("customers_archivedcustomer", "notes", CANARIES["notes"]) in before
+    assert ("customers_archivedcustomer", "related", CANARIES["consent"]) in before
+    assert ("customers_archivedinteraction", "summary", CANARIES["interaction"]) in before
+    assert not Customer.objects.filter(pk=customer.pk).exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        erasure.erase_customer(customer.pk, reason="request", user=staff)
+
+    assert clear_text_hits(needles) == []
+    assert media_hits(settings.MEDIA_ROOT, text_canaries()) == []
+    # Still archived, as a tombstone; the value found to be theirs is gone with them.
+    tomb = ArchivedCustomer.objects.get(pk=customer.pk)
+    assert tomb.display_name == ERASED_NAME
+    from intake.models import ProposedChange
+
+    assert not ProposedChange.objects.exists()
+    assert not Customer.objects.filter(pk=customer.pk).exists()
+    assert AuditEntry.objects.for_customer(customer).filter(action="customer.erase").exists()
+
+
+def test_erased_archived_customer_is_a_tombstone_that_keeps_figures_and_shares(
+    staff, staff2, teams, make_customer
+):
+    from accounts.permissions import share
+    from customers import archiving
+    from customers.models import ArchivedCustomer, ArchivedOrder
+    from reports.metrics import refresh_metrics
+
+    customer = make_customer(
+        "李娜", email="li.na@example.com", phone="+8613700137000", province="广东省",
+        status="active", source="expo", tags=["vip"], owner=staff, team=teams[0],
+    )  # fmt: skip
+    Order.objects.create(customer=customer, external_id="LN-1", amount=decimal.Decimal("50.00"))
+    Consent.objects.create(customer=customer, purpose="sms", granted=True)
+    share(customer, staff2, "view")
+    refresh_metrics()
+    archiving.archive_customers([customer.pk])
+    archived = ArchivedCustomer.objects.get(pk=customer.pk)
+    assert archived.consented_purposes == ["sms"] and archived.related["consents"]
+
+    erasure.erase_customer(customer.pk, reason="request")
+
+    tomb = ArchivedCustomer.objects.get(pk=customer.pk)
+    assert (tomb.display_name, tomb.email, tomb.phone, tomb.email_index) == (
+        ERASED_NAME, "", "", None,
+    )  # fmt: skip
+    assert (tomb.province, tomb.status, tomb.source, tomb.tags, tomb.owner, tomb.team) == (
+        "广东省", "active", "expo", ["vip"], staff, teams[0],
+    )  # fmt: skip
+    assert (tomb.archived_at, tomb.created_at) == (archived.archived_at, archived.created_at)
+    assert tomb.consented_purposes == [] and tomb.version == archived.version + 1
+    assert set(tomb.related) == {"user_shares", "team_shares", "metrics"}
+    assert tomb.related["metrics"] == archived.related["metrics"]
+    assert tomb.share_keys == archived.share_keys != []
+    order = ArchivedOrder.objects.get(customer_id=customer.pk)
+    assert (order.amount, order.external_id) == (decimal.Decimal("50.00"), str(order.id))
+    assert not ArchivedCustomer.objects.search("李娜").exists()
+    assert tomb.erasure == Erasure.objects.get(customer_id=customer.pk)
+
+
+def test_restoring_an_erased_archived_customer_brings_back_a_tombstone(
+    staff, staff2, teams, make_customer
+):
+    from accounts.permissions import share
+    from customers import archiving
+    from customers.models import ArchivedCustomer
+
+    customer = make_customer("陈静", email="chen.jing@example.com", owner=staff, team=teams[0])
+    Order.objects.create(customer=customer, external_id="CJ-1", amount=decimal.Decimal("20.00"))
+    Consent.objects.create(customer=customer, purpose="sms", granted=True)
+    share(customer, staff2, "view")
+    archiving.archive_customers([customer.pk])
+    erasure.erase_customer(customer.pk, reason="request")
+
+    restored = archiving.restore_customer(ArchivedCustomer.objects.get(pk=customer.pk), user=staff)
+
+    back = Customer.objects.get(pk=customer.pk)
+    assert (back.display_name, back.email, back.consented_purposes) == (ERASED_NAME, "", [])
+    assert back.erasure is not None and restored.orders == 1
+    assert Order.objects.get(customer=back).amount == decimal.Decimal("20.00")
+    assert not Consent.objects.filter(customer=back).exists()
+    assert Customer.objects.visible_to(staff2).filter(pk=back.pk).exists()
+    assert not ArchivedCustomer.objects.filter(pk=customer.pk).exists()
+
+
+def test_a_duplicate_pair_kept_in_the_archive_does_not_come_back_after_an_erasure(
+    make_customer,
+):
+    from customers import archiving
+    from customers.models import ArchivedCustomer, DuplicateCandidate
+
+    first, second = make_customer("刘洋"), make_customer("刘阳")
+    a, b = sorted([first, second], key=lambda c: str(c.pk))
+    DuplicateCandidate.objects.create(customer_a=a, customer_b=b, score=80)
+    archiving.archive_customers([first.pk])
+    archiving.archive_customers([second.pk])
+    # The first comes back while the second is archived: the pair waits in the second's row.
+    archiving.restore_customer(ArchivedCustomer.objects.get(pk=first.pk), user=None)
+    assert ArchivedCustomer.objects.get(pk=second.pk).related["duplicate_candidates"]
+
+    erasure.erase_customer(first.pk, reason="request")
+    archiving.restore_customer(ArchivedCustomer.objects.get(pk=second.pk), user=None)
+
+    assert not DuplicateCandidate.objects.exists()
+
+
+def test_reapply_erases_again_an_archived_customer_whose_data_came_back(customer):
+    from customers import archiving
+    from customers.models import ArchivedCustomer
+
+    archiving.archive_customers([customer.pk])
+    erasure.erase_customer(customer.pk, reason="request")
+    # As a restore of a backup made while the customer was archived, before the erasure.
+    Erasure.objects.all().delete()
+    ArchivedCustomer.objects.filter(pk=customer.pk).update(
+        display_name="张伟", notes="back again", related={"consents": [{"purpose": "sms"}]}
+    )
+
+    assert erasure.reapply_erasures() == [str(customer.pk)]
+
+    tomb = ArchivedCustomer.objects.get(pk=customer.pk)
+    assert (tomb.display_name, tomb.notes, tomb.related) == (ERASED_NAME, "", {})
+    assert Erasure.objects.filter(customer_id=customer.pk).exists()
+    assert erasure.reapply_erasures() == []
+
+
+def test_reapply_passes_over_a_customer_in_neither_table(customer):
+    erasure.erase_customer(customer.pk, reason="request")
+    Customer.objects.filter(pk=customer.pk).delete()  # the tombstone deleted since
+    Erasure.objects.all().delete()
+
+    assert erasure.reapply_erasures() == []
+
+    assert Erasure.objects.filter(customer_id=customer.pk).exists()
+    assert not Customer.objects.filter(pk=customer.pk).exists()
+
+
+def test_archived_customer_stays_erased_after_restoring_a_backup(staff, teams, scratch_database):
+    from customers import archiving
+    from customers.models import ArchivedCustomer
+
+    customer = Customer.objects.create(
+        display_name="周杰", email="zhou.jie@example.com", notes="周杰的备注",
+        owner=staff, team=teams[0],
+    )  # fmt: skip
+    archiving.archive_customers([customer.pk])
+    # The backup is made while the customer is archived, before the erasure.
+    alias = scratch_database()
+    erasure.erase_customer(customer.pk, reason="request", user=staff)
+    assert ArchivedCustomer.objects.using(alias).get(pk=customer.pk).display_name == "周杰"
+
+    database_restored.send(sender=None, using=alias)
+
+    restored = ArchivedCustomer.objects.using(alias).get(pk=customer.pk)
+    assert (restored.display_name, restored.notes, restored.email_index) == (ERASED_NAME, "", None)
+    assert Erasure.objects.using(alias).filter(customer_id=customer.pk).exists()
+    assert not AuditSubjectKey.objects.using(alias).filter(customer_id=customer.pk).exists()
+
+
+def test_erase_customer_command_erases_an_archived_customer(customer, staff):
+    from customers import archiving
+    from customers.models import ArchivedCustomer
+
+    archiving.archive_customers([customer.pk])
+
+    call_command("erase_customer", str(customer.pk), "--reason", "request", "--as", "staff")
+
+    assert ArchivedCustomer.objects.get(pk=customer.pk).display_name == ERASED_NAME
+
+
+@pytest.fixture
+def archived(customer):
+    from customers import archiving
+    from customers.models import ArchivedCustomer
+
+    archiving.archive_customers([customer.pk])
+    return ArchivedCustomer.objects.get(pk=customer.pk)
+
+
+def archived_erase_url(archived):
+    return reverse("customers:archived_erase", args=[archived.pk])
+
+
+def test_manager_erases_an_archived_customer_who_stays_in_the_archive(
+    manager_client, archived, english
+):
+    from customers.models import ArchivedCustomer
+
+    detail = manager_client.get(archived.get_absolute_url()).content.decode()
+    assert archived_erase_url(archived) in detail and "Erase personal data" in detail
+    assert "Type the customer" in manager_client.get(archived_erase_url(archived)).content.decode()
+
+    response = manager_client.post(
+        archived_erase_url(archived), {"reason": "request", "confirm_name": "张伟"}
+    )
+
+    assert response.status_code == 302 and response["Location"] == archived.get_absolute_url()
+    assert ArchivedCustomer.objects.get(pk=archived.pk).display_name == ERASED_NAME
+    detail = manager_client.get(archived.get_absolute_url()).content.decode()
+    assert "personal data was erased" in detail
+    assert archived_erase_url(archived) not in detail
+    again = manager_client.get(archived_erase_url(archived))
+    assert again.status_code == 302 and Erasure.objects.count() == 1
+
+
+def test_a_wrong_name_erases_no_archived_customer(manager_client, archived, english):
+    response = manager_client.post(
+        archived_erase_url(archived), {"reason": "request", "confirm_name": "张"}
+    )
+
+    assert response.status_code == 400 and "does not match" in response.content.decode()
+    assert not Erasure.objects.exists()
+
+
+def test_archived_erase_page_refuses_other_methods(manager_client, archived):
+    assert manager_client.put(archived_erase_url(archived)).status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("persona", "status"), [("staff2", 404), ("auditor", 404), ("viewer", 403), ("staff", 403)]
+)
+def test_who_may_not_erase_an_archived_customer_is_refused(
+    persona, status, archived, client, request, verified_login
+):
+    verified_login(client, request.getfixturevalue(persona))
+
+    response = client.post(
+        archived_erase_url(archived), {"reason": "request", "confirm_name": "张伟"}
+    )
+
+    assert response.status_code == status
+    assert not Erasure.objects.exists()
+
+
+def test_the_archived_erase_button_shows_only_to_those_who_may(
+    client, archived, staff, verified_login
+):
+    verified_login(client, staff)
+
+    page = client.get(archived.get_absolute_url()).content.decode()
+
+    assert archived_erase_url(archived) not in page

@@ -195,3 +195,30 @@ def test_admin_refuses_a_rule_shorter_than_a_month(admin_client, db):
     assert response.status_code == 200
     found.refresh_from_db()
     assert found.days == 400
+
+
+def test_customer_rules_select_archived_customers_by_their_archived_history(leads):
+    from customers import archiving
+    from customers.models import ArchivedCustomer
+
+    archiving.archive_customers([leads["forgotten"].pk, *(c.pk for c in leads["kept"])])
+    gone = old_customer("流失已久", status="churned")
+    archiving.archive_customers([gone.pk])
+    cutoff = timezone.now() - datetime.timedelta(days=730)
+
+    assert list(retention.archived_unverified_leads(cutoff)) == [
+        ArchivedCustomer.objects.get(pk=leads["forgotten"].pk)
+    ]
+    assert [c.pk for c in retention.archived_inactive_churned(cutoff)] == [gone.pk]
+
+    rule("unverified_leads")
+    rule("inactive_churned")
+    results = {r.rule.kind: r for r in retention.apply_rules()}
+
+    assert results["unverified_leads"].changed == results["inactive_churned"].changed == 1
+    erased = ArchivedCustomer.objects.filter(display_name=ERASED_NAME)
+    assert set(erased.values_list("pk", flat=True)) == {leads["forgotten"].pk, gone.pk}
+    assert Erasure.objects.get(customer_id=gone.pk).rule == "inactive_churned"
+    # Erased, they stay in the archive: nothing came back to the live list.
+    assert not Customer.objects.filter(pk__in=[leads["forgotten"].pk, gone.pk]).exists()
+    assert {r.matching for r in retention.apply_rules(dry_run=True)} == {0}

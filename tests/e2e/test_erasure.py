@@ -52,3 +52,30 @@ def test_manager_erases_a_customer_after_typing_their_name(
     expect(page.get_by_role("link", name="Erase…")).to_have_count(0)
     screenshot(page, "erase-done")
     assert Customer.objects.get(pk=zhang.pk).display_name == ERASED_NAME
+
+
+def test_manager_erases_an_archived_customer_who_stays_in_the_archive(
+    manager_page, customers, screenshot
+):
+    from customers import archiving
+    from customers.models import ArchivedCustomer
+
+    li = customers["李娜"]
+    archiving.archive_customers([li.pk])
+    page = manager_page
+
+    page.goto(ArchivedCustomer.objects.get(pk=li.pk).get_absolute_url())
+    page.get_by_role("link", name="Erase personal data").click()
+    expect(page.get_by_role("heading", name="Erase 李娜's personal data?")).to_be_visible()
+    page.get_by_label("Reason").select_option("request")
+    page.get_by_label("Type the customer's name to confirm").fill("李娜")
+    page.get_by_role("button", name="Erase personal data").click()
+
+    expect(page.locator(".erased-note")).to_contain_text("personal data was erased")
+    expect(page.get_by_role("heading", level=1)).to_contain_text(ERASED_NAME)
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Archived")
+    expect(page.get_by_role("link", name="Erase personal data")).to_have_count(0)
+    page.set_viewport_size({"width": 375, "height": 800})
+    screenshot(page, "erase-archived-done")
+    assert ArchivedCustomer.objects.get(pk=li.pk).display_name == ERASED_NAME
+    assert not Customer.objects.filter(pk=li.pk).exists()

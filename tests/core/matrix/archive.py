@@ -1,11 +1,14 @@
-"""The archive of inactive customers: an archived customer's page and restoring them obey the
-rules of the customer (owned by `staff` in the team `manager` manages and `viewer` is in)."""
+"""The archive of inactive customers: an archived customer's page, restoring and erasing them
+obey the rules of the customer (owned by `staff` in the team `manager` manages and `viewer` is
+in); erasing, as for a live customer, also needs a role that may erase."""
 
-from tests.core.matrix import CHANGE_CUSTOMER, SEE_CUSTOMER, get, post
+from tests.core.matrix import CHANGE_CUSTOMER, SEE_CUSTOMER, both, get, post
+from tests.core.matrix.erasure import ERASERS
 
 RULES = {
     "customers:archived_detail": get(SEE_CUSTOMER),
     "customers:archived_restore": post(CHANGE_CUSTOMER),
+    "customers:archived_erase": both(ERASERS),
 }
 
 
