@@ -17,6 +17,9 @@ from accounts.models import Backup
 from accounts.signals import database_restored
 from customers.models import Customer
 
+# The refusals are checked by their (English) messages.
+pytestmark = pytest.mark.usefixtures("english")
+
 CHUNK_RECORD = 5 + container.CHUNK_SIZE + container.TAG_BYTES
 
 

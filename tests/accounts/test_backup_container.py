@@ -11,6 +11,9 @@ import pytest
 
 from accounts import backup_container as container
 
+# The refusals are checked by their (English) messages.
+pytestmark = pytest.mark.usefixtures("english")
+
 HEADER_LENGTH = struct.Struct(">I")
 
 

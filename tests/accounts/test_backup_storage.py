@@ -11,6 +11,9 @@ from django.core.management import call_command
 from accounts import audit, backups
 from accounts.models import Backup
 
+# The refusals are checked by their (English) messages.
+pytestmark = pytest.mark.usefixtures("english")
+
 UTC = datetime.UTC
 
 

@@ -374,7 +374,7 @@ def test_erase_customer_command(customer, staff):
     assert Erasure.objects.get(customer_id=customer.pk).erased_by_id == staff.pk
 
 
-def test_erase_customer_command_refuses_an_unknown_id(db):
+def test_erase_customer_command_refuses_an_unknown_id(db, english):
     with pytest.raises(CommandError, match="No customer"):
         call_command("erase_customer", str(uuid.uuid4()))
     with pytest.raises(CommandError, match="No customer"):
@@ -529,7 +529,7 @@ def test_the_erase_button_shows_only_to_those_who_may(
 
 
 def test_rotate_keys_rewraps_the_audit_keys_so_old_field_keys_can_be_retired(
-    settings, make_customer
+    settings, make_customer, english
 ):
     from cims import crypto
 

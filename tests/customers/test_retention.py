@@ -69,7 +69,7 @@ def test_inactive_churned_rule_spares_customers_with_recent_orders(db):
     assert list(retention.inactive_churned(cutoff)) == [gone]
 
 
-def test_dry_run_reports_and_changes_nothing(leads, capsys):
+def test_dry_run_reports_and_changes_nothing(leads, capsys, english):
     rule(RetentionRule.Kind.UNVERIFIED_LEADS, enabled=False)
     entries = AuditEntry.objects.count()
 
