@@ -12,8 +12,9 @@ class CustomersConfig(AppConfig):
 
         from accounts.models import Team
 
-        # Importing connects the receiver that re-applies erasures after a restore.
-        from customers import erasure  # noqa: F401
+        # Importing connects the receivers that, after a restore, re-apply erasures and make
+        # the partitions made since the backup.
+        from customers import erasure, partitions  # noqa: F401
         from customers.filters import forget_filter_options
         from customers.models import CustomField, Tag
 

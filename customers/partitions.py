@@ -23,8 +23,11 @@ import zoneinfo
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.dispatch import receiver
 from django.utils import timezone
+
+from accounts.signals import database_restored
 
 # Any constant both writers agree on ("PART").
 PARTITION_LOCK_KEY = 0x50415254
@@ -231,9 +234,10 @@ def _create_partition(cursor, history, month):
     return moved
 
 
-def create_partitions(*, months_ahead=None, today=None):
+def create_partitions(*, months_ahead=None, today=None, using=DEFAULT_DB_ALIAS):
     """Make sure the current month and the `months_ahead` after it have their partitions, in
-    both tables. Returns {table: [(month, rows moved from DEFAULT), ...]} of those created."""
+    both tables of the database `using`. Returns {table: [(month, rows moved from DEFAULT),
+    ...]} of those created."""
     months_ahead = settings.PARTITION_MONTHS_AHEAD if months_ahead is None else months_ahead
     if months_ahead < 0:
         raise ValueError("months_ahead must not be negative")
@@ -243,12 +247,19 @@ def create_partitions(*, months_ahead=None, today=None):
         created[history.table] = []
         for offset in range(months_ahead + 1):
             month = add_months(current, offset)
-            with transaction.atomic(), connection.cursor() as cursor:
+            with transaction.atomic(using=using), connections[using].cursor() as cursor:
                 _lock(cursor)
                 moved = _create_partition(cursor, history, month)
             if moved is not None:
                 created[history.table].append((month, moved))
     return created
+
+
+@receiver(database_restored, dispatch_uid="create_partitions_after_restore")
+def create_partitions_after_restore(sender, using, **kwargs):
+    """A backup restored months after it was made lacks the partitions made since: make them
+    now, rather than leave new rows in DEFAULT until the nightly task."""
+    create_partitions(using=using)
 
 
 # --- Archiving --------------------------------------------------------------------------------

@@ -494,3 +494,20 @@ def test_orders_put_into_the_archive_count_once_and_only_for_existing_customers(
     assert figures_match_a_rebuild()
     with pytest.raises(IntegrityError), transaction.atomic():
         order(customer, 0, "R-2")
+
+
+def test_a_restored_database_gets_the_partitions_made_since_its_backup(db):
+    from accounts.signals import database_restored
+
+    month = partitions.add_months(THIS_MONTH, 2)
+    with connection.cursor() as cursor:
+        for history in (partitions.ORDERS, partitions.INTERACTIONS):
+            name = f"{history.table}_p{month:%Y%m}"
+            cursor.execute(f"ALTER TABLE {history.table} DETACH PARTITION {name}")
+            cursor.execute(f"DROP TABLE {name}")
+    assert month not in partitions.monthly_partitions(partitions.ORDERS)
+
+    database_restored.send(sender=None, using="default")
+
+    assert month in partitions.monthly_partitions(partitions.ORDERS)
+    assert month in partitions.monthly_partitions(partitions.INTERACTIONS)
