@@ -5,7 +5,8 @@ A definition is a dict:
 
     {"source": "customers" | "orders" | "interactions",
      "columns": ["province", "city", ...],            # plain rows (when nothing is grouped)
-     "filters": [{"field": "status", "op": "in", "value": "active, lead"}, ...],
+     "filters": [{"field": "status", "op": "in", "value": "active, lead"},
+                 {"field": "consents", "op": "granted", "value": "marketing_email"}, ...],
      "group_by": ["province"],                         # up to two fields; then rows are groups
      "aggregates": [{"func": "count"}, {"func": "sum", "field": "amount"}],
      "sort": {"key": "sum_amount", "desc": true} | null,
@@ -51,6 +52,7 @@ from customers.models import (
     ArchivedInteraction,
     ArchivedOrder,
     Channel,
+    ConsentPurpose,
     Customer,
     Gender,
     Interaction,
@@ -69,8 +71,9 @@ MAX_VALUE_LENGTH = 200
 CHART_KINDS = ("bar", "line", "pie")
 CHART_CATEGORIES = 30
 
-# Field kinds, and what each may do.
-TEXT, CHOICE, INTEGER, MONEY, DECIMAL, DATE, DATETIME, PERIOD, TAGS = (
+# Field kinds, and what each may do. CONSENTS is the customer's consented_purposes: the
+# purposes granted now, kept by database triggers and GIN-indexed.
+TEXT, CHOICE, INTEGER, MONEY, DECIMAL, DATE, DATETIME, PERIOD, TAGS, CONSENTS = (
     "text",
     "choice",
     "integer",
@@ -80,12 +83,14 @@ TEXT, CHOICE, INTEGER, MONEY, DECIMAL, DATE, DATETIME, PERIOD, TAGS = (
     "datetime",
     "period",
     "tags",
+    "consents",
 )
 NUMERIC = (INTEGER, MONEY, DECIMAL)
 EXPORT_KIND = {
     TEXT: "text",
     CHOICE: "text",
     TAGS: "text",
+    CONSENTS: "text",
     PERIOD: "text",
     INTEGER: "integer",
     MONEY: "money",
@@ -111,6 +116,8 @@ OPERATORS = {
     "last_days": gettext_lazy("in the last N days"),
     "has": gettext_lazy("has the tag"),
     "has_not": gettext_lazy("has not the tag"),
+    "granted": gettext_lazy("is granted"),
+    "not_granted": gettext_lazy("is not granted"),
     "empty": gettext_lazy("is empty"),
     "not_empty": gettext_lazy("is not empty"),
 }
@@ -124,6 +131,7 @@ KIND_OPERATORS = {
     DATETIME: ("on", "after", "before", "last_days", "empty", "not_empty"),
     PERIOD: (),
     TAGS: ("has", "has_not", "empty", "not_empty"),
+    CONSENTS: ("granted", "not_granted"),
 }
 VALUELESS = ("empty", "not_empty")
 
@@ -144,7 +152,7 @@ class Field:
     kind: str
     path: str = ""  # ORM path from the source model, unless `expression` is given
     expression: object = None  # callable -> a Django expression
-    choices: object = None  # callable -> [(value, label)], for CHOICE
+    choices: object = None  # callable -> [(value, label)], for CHOICE and CONSENTS
     period: str = ""  # "month" | "quarter" | "year" for PERIOD fields
     column: bool = True
     group: bool = True
@@ -263,6 +271,15 @@ def _customer_fields(prefix=""):
         ),
         Field(key("owner"), gettext_lazy("Owner"), TEXT, f"{p}owner__username"),
         Field(key("team"), gettext_lazy("Team"), TEXT, f"{p}team__name"),
+        # A list of purposes: filtered and shown, but not a group.
+        Field(
+            key("consents"),
+            gettext_lazy("Consents to"),
+            CONSENTS,
+            f"{p}consented_purposes",
+            choices=lambda: ConsentPurpose.choices,
+            group=False,
+        ),
     ]
     if not p:
         fields += [
@@ -502,7 +519,7 @@ def parse_filter(source_fields, field_key, op, value):
 
 def _parse_value(field_def, value):
     kind = field_def.kind
-    if kind == CHOICE:
+    if kind in (CHOICE, CONSENTS):
         choices = dict(field_def.choice_list())
         if value not in choices:
             # Users may type the label they see as well as the stored value.
@@ -689,6 +706,11 @@ def _filter_q(field_def, op, value, expr=None):
         return alias, expr, Q(**{f"{alias}__contains": [value]})
     if op == "has_not":
         return alias, expr, ~Q(**{f"{alias}__contains": [value]})
+    # @> on the array, which the GIN index on consented_purposes serves.
+    if op == "granted":
+        return alias, expr, Q(**{f"{alias}__contains": [value]})
+    if op == "not_granted":
+        return alias, expr, ~Q(**{f"{alias}__contains": [value]})
     if field_def.kind in (DATE, DATETIME):
         zone = _zone()
         if op == "last_days":
@@ -797,6 +819,9 @@ def _displayer(field_def):
         return lambda v: labels.get(v, v) if v is not None else None
     if field_def.kind == TAGS:
         return lambda v: ", ".join(v or [])
+    if field_def.kind == CONSENTS:
+        labels = {k: str(v) for k, v in field_def.choice_list()}
+        return lambda v: ", ".join(label for key, label in labels.items() if key in (v or ()))
     if field_def.kind == PERIOD:
         return lambda v: format_period(v, field_def.period)
     if field_def.kind == DATETIME:
@@ -925,7 +950,13 @@ def describe_filters(definition):
     for item in definition["filters"]:
         field_def = fields[item["field"]]
         text = str(OPERATORS[item["op"]])
-        if item["op"] not in VALUELESS:
+        if field_def.kind == CONSENTS:
+            purpose = _parse_value(field_def, item["value"])
+            text = _("%(purpose)s: %(condition)s") % {
+                "purpose": dict(field_def.choice_list())[purpose],
+                "condition": text,
+            }
+        elif item["op"] not in VALUELESS:
             text = f"{text} {item['value']}"
         described.append((str(field_def.label), text))
     return described
