@@ -624,7 +624,9 @@ class Customer(models.Model):
         """
         interactions = self.interactions.select_related("created_by")
         orders = self.orders.all()
-        archived_interactions = ArchivedInteraction.objects.filter(customer_id=self.pk)
+        archived_interactions = ArchivedInteraction.objects.filter(
+            customer_id=self.pk
+        ).select_related("recorded_by")
         archived_orders = ArchivedOrder.objects.filter(customer_id=self.pk)
         if before is not None:
             interactions = interactions.filter(_before(before, "occurred_at"))
@@ -638,9 +640,7 @@ class Customer(models.Model):
             *archived_orders.order_by("-ordered_at", "-id")[: limit + 1],
         ]
         entries.sort(key=lambda e: (e.occurred, e.id), reverse=True)
-        entries, more = entries[:limit], len(entries) > limit
-        ArchivedInteraction.attach_authors(entries)
-        return entries, more
+        return entries[:limit], len(entries) > limit
 
 
 def _before(cursor, field):
@@ -834,25 +834,20 @@ class OrderNumber(models.Model):  # noqa: DJ008 (never shown: it only holds numb
             return cursor.rowcount
 
 
-class ArchivedInteraction(models.Model):
-    """An interaction moved out of the live table by archiving; the same columns, no foreign keys.
+class ArchivedHistory(models.Model):
+    """What archived interactions and orders share: the live table's columns without foreign
+    keys, the time of archiving, and joins for reports over live and archived history.
 
-    Archiving moves old months of history, and the whole history of an archived customer, here,
-    so the live tables stay small while nothing is lost. Restoring moves rows back unchanged.
+    Archiving moves old months of history, and the whole history of an archived customer, into
+    these tables, so the live tables stay small while nothing is lost. Restoring moves rows
+    back unchanged.
     """
 
     id = models.UUIDField(primary_key=True, editable=False)
     customer_id = models.UUIDField(_("customer"), db_index=True)
-    kind = models.CharField(_("kind"), max_length=20, choices=InteractionKind.choices)
-    channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices)
-    occurred_at = models.DateTimeField(_("time"))
-    summary = models.CharField(_("summary"), max_length=500)
-    details = models.JSONField(_("details"), default=dict, blank=True)
-    created_by_id = models.BigIntegerField(_("recorded by"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"))
     archived_at = models.DateTimeField(_("archived at"), default=timezone.now)
-    # Joins without columns or constraints, for reports over live and archived history: the
-    # customer is either live or archived, and the recorder may have been deleted since.
+    # Joins without columns or constraints: the customer is either live or archived.
     live_customer = models.ForeignObject(
         "Customer",
         models.DO_NOTHING,
@@ -869,6 +864,23 @@ class ArchivedInteraction(models.Model):
         related_name="+",
         null=True,
     )
+
+    archived = True
+
+    class Meta:
+        abstract = True
+
+
+class ArchivedInteraction(ArchivedHistory):
+    """An interaction moved out of the live table by archiving."""
+
+    kind = models.CharField(_("kind"), max_length=20, choices=InteractionKind.choices)
+    channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices)
+    occurred_at = models.DateTimeField(_("time"))
+    summary = models.CharField(_("summary"), max_length=500)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    created_by_id = models.BigIntegerField(_("recorded by"), null=True, blank=True)
+    # The recorder may have been deleted since: a join without a constraint.
     recorded_by = models.ForeignObject(
         settings.AUTH_USER_MODEL,
         models.DO_NOTHING,
@@ -884,8 +896,6 @@ class ArchivedInteraction(models.Model):
         verbose_name_plural = _("archived interactions")
         indexes = [models.Index(fields=["occurred_at"], name="archived_interaction_time_idx")]
 
-    archived = True
-
     def __str__(self):
         return self.summary
 
@@ -895,25 +905,13 @@ class ArchivedInteraction(models.Model):
 
     @property
     def created_by(self):
-        return getattr(self, "_created_by", None)
-
-    @staticmethod
-    def attach_authors(entries):
-        """Give archived interactions among `entries` their authors (one query), for display:
-        the archive keeps the author's id without a foreign key."""
-        from django.contrib.auth import get_user_model
-
-        archived = [e for e in entries if isinstance(e, ArchivedInteraction) and e.created_by_id]
-        users = get_user_model().objects.in_bulk({e.created_by_id for e in archived})
-        for entry in archived:
-            entry._created_by = users.get(entry.created_by_id)
+        # Named like the live interaction's author, for the timeline.
+        return self.recorded_by
 
 
-class ArchivedOrder(models.Model):
-    """An order moved out of the live table by archiving; the same columns, no foreign keys."""
+class ArchivedOrder(ArchivedHistory):
+    """An order moved out of the live table by archiving."""
 
-    id = models.UUIDField(primary_key=True, editable=False)
-    customer_id = models.UUIDField(_("customer"), db_index=True)
     source_system = models.CharField(_("source system"), max_length=50)
     external_id = models.CharField(_("order number"), max_length=100)
     ordered_at = models.DateTimeField(_("order time"))
@@ -921,33 +919,12 @@ class ArchivedOrder(models.Model):
     currency = models.CharField(_("currency"), max_length=3)
     channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices)
     lines = models.JSONField(_("order lines"), default=list, blank=True)
-    created_at = models.DateTimeField(_("created at"))
-    archived_at = models.DateTimeField(_("archived at"), default=timezone.now)
-    # See ArchivedInteraction.
-    live_customer = models.ForeignObject(
-        "Customer",
-        models.DO_NOTHING,
-        from_fields=["customer_id"],
-        to_fields=["id"],
-        related_name="+",
-        null=True,
-    )
-    archived_customer = models.ForeignObject(
-        "ArchivedCustomer",
-        models.DO_NOTHING,
-        from_fields=["customer_id"],
-        to_fields=["id"],
-        related_name="+",
-        null=True,
-    )
 
     class Meta:
         ordering = ["-ordered_at", "-id"]
         verbose_name = _("archived order")
         verbose_name_plural = _("archived orders")
         indexes = [models.Index(fields=["ordered_at"], name="archived_order_time_idx")]
-
-    archived = True
 
     def __str__(self):
         return self.external_id
