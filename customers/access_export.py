@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from django.apps import apps
 from django.conf import settings
+from django.db.models import Prefetch
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -138,7 +139,17 @@ def _consent_rows(customer):
 def _submission_rows(customer):
     from intake.models import FormField, ProposedChange, Submission
 
-    submissions = Submission.objects.filter(customer=customer).select_related("form")
+    # The changes each submission proposed for this customer, read with each batch.
+    changes = Prefetch(
+        "proposed_changes",
+        queryset=ProposedChange.objects.filter(customer=customer),
+        to_attr="changes_for_customer",
+    )
+    submissions = (
+        Submission.objects.filter(customer=customer)
+        .select_related("form")
+        .prefetch_related(changes)
+    )
     questions = {}
     for submission in _batched(submissions):
         if submission.form_id not in questions:
@@ -147,7 +158,6 @@ def _submission_rows(customer):
             }
         labels = questions[submission.form_id]
         answers = {**submission.answers, **(submission.private_answers or {})}
-        changes = ProposedChange.objects.filter(submission=submission, customer=customer)
         yield {
             "id": str(submission.pk),
             "form": submission.form.display_title,
@@ -171,7 +181,7 @@ def _submission_rows(customer):
                     "decision": change.decision,
                     "decided_at": _plain(change.decided_at),
                 }
-                for change in changes
+                for change in submission.changes_for_customer
             ],
         }
 
@@ -232,18 +242,13 @@ def _analytics_rows(customer):
 
 
 def _import_rows(ids):
-    from customers.models import CustomerImport, ImportedCustomer
+    from customers.models import ImportedCustomer
 
-    records = ImportedCustomer.objects.filter(customer_id__in=ids)
-    imports = {}
+    records = ImportedCustomer.objects.filter(customer_id__in=ids).select_related(
+        "customer_import__user"
+    )
     for record in _batched(records):
-        job = imports.get(record.customer_import_id)
-        if job is None:
-            job = imports[record.customer_import_id] = (
-                CustomerImport.objects.select_related("user")
-                .only("file_name", "finished_at", "created_at", "user__username")
-                .get(pk=record.customer_import_id)
-            )
+        job = record.customer_import
         yield {
             "import": str(job.pk),
             "file": job.file_name,
@@ -379,9 +384,12 @@ def sections(customer):
     ]
 
 
-def header(customer):
+def header(customer, states=None):
+    """The document's opening: what it is, the profile and the current consents (`states`,
+    consents.overview of the customer, read here unless given)."""
     from customers import consents
 
+    states = consents.overview(customer) if states is None else states
     return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -395,7 +403,7 @@ def header(customer):
                 "state": state.state,
                 "since": _plain(state.current.recorded_at) if state.current else None,
             }
-            for state in consents.overview(customer)
+            for state in states
         },
     }
 
@@ -447,7 +455,10 @@ def write_pdf(customer, fileobj):
     from django.template.loader import render_to_string
     from weasyprint import HTML
 
-    head = header(customer)
+    from customers import consents
+
+    states = consents.overview(customer)
+    head = header(customer, states)
     labels = {f.name: str(f.verbose_name) for f in customer._meta.concrete_fields}
     parts = []
     for section in sections(customer):
@@ -471,18 +482,10 @@ def write_pdf(customer, fileobj):
             if key != "unreadable_fields"
         ],
         "attributes": head["custom_attributes"],
-        "current_consents": [
-            (state.label, state.state, state.current) for state in _overview(customer)
-        ],
+        "current_consents": [(state.label, state.state, state.current) for state in states],
         "sections": parts,
         "generated_at": timezone.localtime(),
         "language": translation.get_language(),
     }
     html = render_to_string("customers/pdf/customer_data.html", context)
     HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf(fileobj)
-
-
-def _overview(customer):
-    from customers import consents
-
-    return consents.overview(customer)

@@ -9,7 +9,7 @@ from accounts import audit, permissions
 from accounts.permissions import archived_customer_actions, get_archived_customer_for
 from customers import archiving, places
 from customers.masking import SENSITIVE_FIELDS, mask
-from customers.models import CustomField
+from customers.views import attribute_rows
 
 
 @require_GET
@@ -24,7 +24,7 @@ def archived_detail(request, pk):
         # revealable again, with the usual record of who looked.
         "masked": {f: mask(f, getattr(archived, f)) for f in SENSITIVE_FIELDS},
         "country": places.country_name(archived.country),
-        "attributes": _attribute_rows(archived),
+        "attributes": attribute_rows(archived),
         "summary": archived.order_summary(),
         "consents": archived.current_consents(),
         "entries": archived.timeline(),
@@ -33,14 +33,6 @@ def archived_detail(request, pk):
         "history": audit.customer_history(archived) if see_access or can_restore else None,
     }
     return render(request, "customers/archived_detail.html", context)
-
-
-def _attribute_rows(archived):
-    labels = {f.key: f.display_label for f in CustomField.objects.all()}
-    return [
-        (labels.get(key, key), ", ".join(map(str, v)) if isinstance(v, list) else v)
-        for key, v in sorted(archived.attributes.items())
-    ]
 
 
 @require_POST

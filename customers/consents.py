@@ -140,13 +140,15 @@ def overview(customer):
     return list(states.values())
 
 
-def consenting(queryset, purpose):
-    """The customers of `queryset` who consent to `purpose` now (the GIN index's @>)."""
-    return queryset.filter(consented_purposes__contains=[purpose])
+def consenting(queryset, *purposes):
+    """The customers of `queryset` who consent to every one of `purposes` now (the GIN
+    index's @>)."""
+    return queryset.filter(consented_purposes__contains=list(purposes))
 
 
-def not_consenting(queryset, purpose):
-    return queryset.exclude(consented_purposes__contains=[purpose])
+def not_consenting(queryset, *purposes):
+    """The customers of `queryset` who consent to none of `purposes` now."""
+    return queryset.exclude(consented_purposes__overlap=list(purposes))
 
 
 # Withdrawal links --------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from django.db.models import Q
 from django.db.models.functions import Cast
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts import audit
 from accounts.signals import database_restored
@@ -425,14 +426,21 @@ class Ledger:
                 mac = record.pop("mac")
             except (ValueError, KeyError, AttributeError):
                 raise LedgerTampered(
-                    f"Line {number} of {self.path} is not a ledger line."
+                    _("Line %(number)s of %(path)s is not a ledger line.")
+                    % {"number": number, "path": self.path}
                 ) from None
             if not hmac.compare_digest(str(mac), self._mac(record)):
-                raise LedgerTampered(f"Line {number} of {self.path} was changed.")
+                raise LedgerTampered(
+                    _("Line %(number)s of %(path)s was changed.")
+                    % {"number": number, "path": self.path}
+                )
             if record.get("prev") != prev:
                 raise LedgerTampered(
-                    f"Line {number} of {self.path} does not follow line {number - 1}: lines "
-                    "were removed or reordered."
+                    _(
+                        "Line %(number)s of %(path)s does not follow line %(previous)s: lines "
+                        "were removed or reordered."
+                    )
+                    % {"number": number, "path": self.path, "previous": number - 1}
                 )
             records.append(record)
             prev = _line_hash(line)

@@ -10,6 +10,7 @@ from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team
+from customers import consents
 from customers.models import ConsentPurpose as Purpose
 from customers.models import CustomField, Gender, Order, Source, Status
 from customers.search import MAX_QUERY_LENGTH
@@ -287,9 +288,9 @@ class CustomerFilter(django_filters.FilterSet):
         granted = [v for v in value if not v.startswith("no_")]
         refused = [v.removeprefix("no_") for v in value if v.startswith("no_")]
         if granted:
-            queryset = queryset.filter(consented_purposes__contains=granted)
+            queryset = consents.consenting(queryset, *granted)
         if refused:
-            queryset = queryset.exclude(consented_purposes__overlap=refused)
+            queryset = consents.not_consenting(queryset, *refused)
         return queryset
 
     def filter_has_orders(self, queryset, name, value):

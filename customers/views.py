@@ -198,6 +198,7 @@ def customer_detail(request, pk):
         "more_cursor": f"{entries[-1].occurred.isoformat()}|{entries[-1].pk}" if more else None,
         "can_change": can(request.user, "change", customer),
         "can_delete": can(request.user, "delete", customer),
+        "can_erase": permissions.can_erase(request.user, customer) and not customer.erasure,
     }
     if request.htmx and request.htmx.target == "timeline-more":
         return render(request, "customers/customer_detail.html#timeline", context)
@@ -207,7 +208,7 @@ def customer_detail(request, pk):
         consent_states=consents.overview(customer),
         consent_sources=Source.choices,
         can_export_data=permissions.can_export_customer_data(request.user, customer),
-        attributes=_attribute_rows(customer),
+        attributes=attribute_rows(customer),
         country=places.country_name(customer.country),
         # Values revealed by the POST that redirected here: shown once, recorded then.
         revealed=request.session.pop(_revealed_key(customer), []),
@@ -329,7 +330,9 @@ def _timeline_cursor(raw):
     return moment, pk
 
 
-def _attribute_rows(customer):
+def attribute_rows(customer):
+    """(label, value) of the custom attributes of a customer, live or archived, in the
+    administrator's order."""
     rows = []
     for definition in CustomField.objects.all():
         if definition.key in customer.attributes:
@@ -337,7 +340,7 @@ def _attribute_rows(customer):
             if isinstance(value, bool):
                 value = _("Yes") if value else _("No")
             elif isinstance(value, list):
-                value = ", ".join(value)
+                value = ", ".join(map(str, value))
             rows.append((definition.display_label, value))
     return rows
 

@@ -702,14 +702,10 @@ def _filter_q(field_def, op, value, expr=None):
     if op == "not_empty":
         q = _filter_q(field_def, "empty", None, expr)[2]
         return alias, expr, ~q
-    if op == "has":
+    # @> on the array (tags, consented purposes), which their GIN indexes serve.
+    if op in ("has", "granted"):
         return alias, expr, Q(**{f"{alias}__contains": [value]})
-    if op == "has_not":
-        return alias, expr, ~Q(**{f"{alias}__contains": [value]})
-    # @> on the array, which the GIN index on consented_purposes serves.
-    if op == "granted":
-        return alias, expr, Q(**{f"{alias}__contains": [value]})
-    if op == "not_granted":
+    if op in ("has_not", "not_granted"):
         return alias, expr, ~Q(**{f"{alias}__contains": [value]})
     if field_def.kind in (DATE, DATETIME):
         zone = _zone()

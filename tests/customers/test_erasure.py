@@ -353,7 +353,7 @@ def test_erasure_is_recorded_in_the_table_and_the_ledger(staff, customer, settin
     assert line["customer_id"] == str(customer.pk) and line["reason"] == "objection"
 
 
-def test_a_changed_ledger_line_is_noticed(customer, make_customer, settings):
+def test_a_changed_ledger_line_is_noticed(customer, make_customer, settings, english):
     erasure.erase_customer(customer.pk, reason="request")
     erasure.erase_customer(make_customer("赵六").pk, reason="request")
     path = Path(settings.ERASURE_LEDGER_PATH)
@@ -396,7 +396,7 @@ def test_reapply_command_erases_again_a_customer_whose_data_came_back(customer):
     assert again.data["reapplied"] is True
 
 
-def test_reapply_refuses_a_tampered_ledger_and_changes_nothing(customer, settings):
+def test_reapply_refuses_a_tampered_ledger_and_changes_nothing(customer, settings, english):
     erasure.erase_customer(customer.pk, reason="request")
     path = Path(settings.ERASURE_LEDGER_PATH)
     path.write_text(path.read_text().replace('"request"', '"other"'))
