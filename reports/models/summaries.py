@@ -502,52 +502,39 @@ def drop_sql():
     return statements
 
 
-def _rebuild_statements(orders=ALL_ORDERS):
-    customers = f"(SELECT {CUSTOMER_KEYS}, 1 AS d FROM customers_customer) k"
-    statements = [
-        "TRUNCATE reports_dashboardsignups, reports_dashboardplaces, reports_dashboardtags, "
-        "reports_dashboardrevenue, reports_dashboardbuyers, reports_dashboarddeleted;",
-        *_customer_counts(customers).split("\n"),
-        _revenue(
-            f"SELECT c.owner_id, c.team_id, {DAY.format('r.ordered_at')}, r.currency, "
-            f"count(*), sum(r.amount) FROM {orders} r "
-            "JOIN customers_customer c ON c.id = r.customer_id GROUP BY 1, 2, 3, 4"
-        ),
-        _buyers(
-            "SELECT c.owner_id, c.team_id, count(*), count(*) FILTER (WHERE m.orders >= 2) "
-            "FROM reports_customermetrics m JOIN customers_customer c ON c.id = m.customer_id "
-            "WHERE m.orders >= 1 GROUP BY 1, 2"
-        ),
-    ]
-    return statements
+BUCKET_TABLES = (
+    "reports_dashboardsignups",
+    "reports_dashboardplaces",
+    "reports_dashboardtags",
+    "reports_dashboardrevenue",
+    "reports_dashboardbuyers",
+)
 
 
-def _scoped_statements(scopes, orders):
-    """The rebuild's statements, for the customers of the (owner_id, team_id) `scopes` only."""
-    values = ", ".join(
-        "({}::bigint, {}::bigint)".format(
-            *("NULL" if part is None else int(part) for part in scope)
+def _rebuild_statements(orders=ALL_ORDERS, scopes=None):
+    """The statements counting every bucket again from scratch: all of them, or only those of
+    the (owner_id, team_id) `scopes`."""
+    if scopes is None:
+        where = "TRUE"
+        statements = [f"TRUNCATE {', '.join(BUCKET_TABLES)}, reports_dashboarddeleted;"]
+    else:
+        values = ", ".join(
+            "({}::bigint, {}::bigint)".format(*("NULL" if p is None else int(p) for p in scope))
+            for scope in sorted(set(scopes), key=lambda scope: tuple(p or 0 for p in scope))
         )
-        for scope in sorted(set(scopes), key=lambda scope: tuple(p or 0 for p in scope))
-    )
-    inside = (
-        "EXISTS (SELECT 1 FROM (VALUES {values}) s(owner_id, team_id) "
-        "WHERE s.owner_id IS NOT DISTINCT FROM {alias}.owner_id "
-        "AND s.team_id IS NOT DISTINCT FROM {alias}.team_id)"
-    )
-    statements = [
-        f"DELETE FROM {table} t WHERE {inside.format(values=values, alias='t')};"
-        for table in (
-            "reports_dashboardsignups",
-            "reports_dashboardplaces",
-            "reports_dashboardtags",
-            "reports_dashboardrevenue",
-            "reports_dashboardbuyers",
-        )
-    ]
-    where = inside.format(values=values, alias="c")
+
+        def inside(alias):
+            return (
+                f"EXISTS (SELECT 1 FROM (VALUES {values}) s(owner_id, team_id) "
+                f"WHERE s.owner_id IS NOT DISTINCT FROM {alias}.owner_id "
+                f"AND s.team_id IS NOT DISTINCT FROM {alias}.team_id)"
+            )
+
+        where = inside("c")
+        statements = [f"DELETE FROM {table} t WHERE {inside('t')};" for table in BUCKET_TABLES]
     customers = f"(SELECT {CUSTOMER_KEYS}, 1 AS d FROM customers_customer c WHERE {where}) k"
-    statements += [
+    return [
+        *statements,
         *_customer_counts(customers).split("\n"),
         _revenue(
             f"SELECT c.owner_id, c.team_id, {DAY.format('r.ordered_at')}, r.currency, "
@@ -561,7 +548,6 @@ def _scoped_statements(scopes, orders):
             f"WHERE m.orders >= 1 AND {where} GROUP BY 1, 2"
         ),
     ]
-    return statements
 
 
 def recount_scopes(scopes, connection=None):
@@ -583,7 +569,7 @@ def recount_scopes(scopes, connection=None):
             "LOCK TABLE customers_customer, customers_order, reports_customermetrics, "
             "customers_archivedorder IN SHARE MODE"
         )
-        for statement in _scoped_statements(scopes, ALL_ORDERS):
+        for statement in _rebuild_statements(ALL_ORDERS, scopes):
             cursor.execute(statement)
 
 
