@@ -25,9 +25,9 @@ BACKUPS_PER_PAGE = 50
 def backup_list(request):
     if not can_manage_users(request.user):
         raise PermissionDenied
-    page = Paginator(Backup.objects.select_related("requested_by"), BACKUPS_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
+    # The list polls while a backup runs: the manifests (every table and file) stay unread.
+    backups_listed = Backup.objects.select_related("requested_by").defer("manifest")
+    page = Paginator(backups_listed, BACKUPS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "page": page,
         "pending": Backup.objects.unfinished().exists(),
