@@ -21,12 +21,16 @@ class ConsentChangeForm(forms.Form):
     wording_version = forms.CharField(label=_("wording version"), required=False, max_length=50)
 
     def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("granted") and not (cleaned.get("wording") or "").strip():
-            raise ValidationError(
-                _("Give the wording the customer agreed to: a consent records what was asked.")
-            )
-        return cleaned
+        return require_wording_for_grants(super().clean())
+
+
+def require_wording_for_grants(cleaned):
+    """A grant records what the customer was asked: its wording is required (forms' clean)."""
+    if cleaned.get("granted") and not (cleaned.get("wording") or "").strip():
+        raise ValidationError(
+            _("Give the wording the customer agreed to: a consent records what was asked.")
+        )
+    return cleaned
 
 
 class PublicWithdrawalForm(forms.Form):

@@ -368,6 +368,20 @@ def _delete_files(files):
 # --- The ledger -----------------------------------------------------------------------------
 
 
+def _last_line(file, block=4096):
+    """The last line of a text file opened for reading, read from its end: appending to a
+    long ledger must not read all of it."""
+    end = file.seek(0, os.SEEK_END)
+    position, tail = end, b""
+    raw = file.buffer
+    while position > 0 and tail.rstrip(b"\n").count(b"\n") == 0:
+        position = max(0, position - block)
+        raw.seek(position)
+        tail = raw.read(end - position)
+    lines = tail.decode("utf-8").splitlines()
+    return lines[-1] if lines else ""
+
+
 class LedgerTampered(Exception):
     """A line of the ledger is not what was written: changed, removed or out of place."""
 
@@ -399,8 +413,7 @@ class Ledger:
         with open(self.path, "a+", encoding="utf-8") as file:
             # One writer at a time, across processes: the previous line must be the last one.
             fcntl.flock(file, fcntl.LOCK_EX)
-            file.seek(0)
-            lines = file.read().splitlines()
+            last = _last_line(file)
             record = {
                 "customer_id": str(erasure.customer_id),
                 "erased_at": erasure.erased_at.astimezone(datetime.UTC).isoformat(),
@@ -408,7 +421,7 @@ class Ledger:
                 "erased_by_username": erasure.erased_by_username,
                 "reason": erasure.reason,
                 "rule": erasure.rule,
-                "prev": _line_hash(lines[-1]) if lines else self.GENESIS,
+                "prev": _line_hash(last) if last else self.GENESIS,
             }
             record["mac"] = self._mac(record)
             file.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")

@@ -16,6 +16,7 @@ from accounts.permissions import (
     can_view_sensitive,
 )
 from customers import places
+from customers.consent_forms import require_wording_for_grants
 from customers.filters import active_custom_fields, split_tags
 from customers.masking import SENSITIVE_FIELDS
 from customers.models import (
@@ -351,6 +352,9 @@ class ConsentForm(forms.ModelForm):
 
     def clean_recorded_at(self):
         return check_record_time(self.cleaned_data["recorded_at"])
+
+    def clean(self):
+        return require_wording_for_grants(super().clean())
 
 
 class SavedViewForm(forms.ModelForm):

@@ -165,7 +165,10 @@ def test_bulk_action_with_a_nul_character_in_its_query_is_refused(
 
 RECORD_POSTS = {
     "interactions": ("occurred_at", {"kind": "call", "channel": "phone", "summary": "odd"}),
-    "consents": ("recorded_at", {"purpose": "sms", "granted": "true", "source": "store"}),
+    "consents": (
+        "recorded_at",
+        {"purpose": "sms", "granted": "true", "source": "store", "wording": "同意接收短信"},
+    ),
     "orders": (
         "ordered_at",
         {

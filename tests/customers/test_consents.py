@@ -182,6 +182,22 @@ def test_existing_record_form_is_audited_too(staff_client, customer):
     assert AuditEntry.objects.filter(action=Action.CONSENT_CHANGE).count() == 1
 
 
+def test_record_form_refuses_a_grant_without_its_wording(staff_client, customer, english):
+    response = staff_client.post(
+        reverse("customers:consent_create", args=[customer.pk]),
+        {
+            "purpose": SMS,
+            "granted": "true",
+            "recorded_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"),
+            "source": "store",
+        },
+    )
+    assert response.status_code == 200
+    assert "Give the wording the customer agreed to" in response.content.decode()
+    assert purposes_of(customer) == []
+    assert not customer.consents.exists()
+
+
 # The public page and one-click unsubscribe ------------------------------------------------
 
 

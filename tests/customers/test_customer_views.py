@@ -362,7 +362,13 @@ RECORDS = {
     ),
     "consents": (
         Consent,
-        {"purpose": "sms", "granted": "true", "recorded_at": "2025-03-01T10:30", "source": "store"},
+        {
+            "purpose": "sms",
+            "granted": "true",
+            "recorded_at": "2025-03-01T10:30",
+            "source": "store",
+            "wording": "同意接收短信",
+        },
         {"purpose": "sms", "recorded_at": "2025-03-01T10:30", "source": "store"},
         "Consent recorded.",
     ),
